@@ -1,0 +1,152 @@
+//! The backend trait and the backends.
+//!
+//! A backend only stores leases: take a key for a ttl if it is free, give it back or
+//! extend it if the caller still owns it. Everything else (policies, waiting deadlines,
+//! renewal, lost detection, tracing, key prefixes and hashing) lives once above it, in
+//! [`Locks`](crate::Locks) and the attribute's runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use crate::error::BoxError;
+use crate::token::OwnerToken;
+
+pub mod memory;
+
+/// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
+/// stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a backend's operations return: a client error is wrapped into
+/// [`LockError::Backend`](crate::LockError::Backend) with the key and backend by the caller.
+pub type BackendResult<T> = Result<T, BoxError>;
+
+/// One acquisition attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Acquire<'a> {
+    /// The stored key: prefixed, and hashed if it was too long for [`Backend::max_key_len`].
+    pub key: &'a str,
+    /// The random owner token the lease is taken with; release and extend must present it.
+    pub owner: &'a OwnerToken,
+    /// How long the lease lasts unless extended.
+    pub ttl: Duration,
+}
+
+/// A lease the backend granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// The fencing token: greater than every earlier one for this key on this backend.
+    pub fence: u64,
+}
+
+/// What a lock option needs from a backend, asked before first use so that a backend that
+/// cannot keep it answers [`LockError::Unsupported`](crate::LockError::Unsupported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Capability {
+    /// `min_hold`: keep the key taken after release, even if the process exits.
+    MinHold,
+    /// `renew` / `extend`: push the expiry of a held lease further.
+    Extend,
+}
+
+/// A lock store. Implementations keep DESIGN.md's semantics: the server (not the caller's
+/// clock alone) enforces the ttl, release and extend check the owner token, and fencing
+/// tokens only grow per key.
+pub trait Backend: Send + Sync + 'static {
+    /// The backend's kind, as in its URL scheme: `"memory"`, `"redis"`, …
+    fn kind(&self) -> &'static str;
+
+    /// The longest stored key, in bytes; longer ones are hashed by
+    /// [`storage_key`](crate::key::storage_key). Must be at least
+    /// [`MIN_HASHED_KEY_LEN`](crate::key::MIN_HASHED_KEY_LEN) plus the prefix length.
+    fn max_key_len(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Whether the backend can keep `capability`; the default says yes to all.
+    fn supports(&self, capability: Capability) -> bool {
+        let _ = capability;
+        true
+    }
+
+    /// Takes the key if nobody holds it (and, on backends that queue, nobody waits for it).
+    fn try_acquire<'a>(&'a self, req: Acquire<'a>) -> BoxFuture<'a, BackendResult<Option<Granted>>>;
+
+    /// Takes the key, waiting until `deadline` for it; `None` if it stayed taken.
+    ///
+    /// The default polls [`try_acquire`](Self::try_acquire) with jittered exponential
+    /// backoff, woken early by [`released`](Self::released). Backends with a server-side
+    /// queue or their own waiter queue override it to hand the key to waiters in order.
+    fn acquire_until<'a>(
+        &'a self,
+        req: Acquire<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
+        Box::pin(poll_until(self, req, deadline))
+    }
+
+    /// A future that completes when `key` may have been released (a hint: spurious wake-ups
+    /// are fine). The default never completes, which leaves waiting to the poll.
+    fn released<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        let _ = key;
+        Box::pin(std::future::pending())
+    }
+
+    /// Gives the key back if `owner` still holds it. With a non-zero `keep_for` the key stays
+    /// taken that much longer (what remains of `min_hold`) instead of being freed at once.
+    /// Returns whether `owner` held it.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        keep_for: Duration,
+    ) -> BoxFuture<'a, BackendResult<bool>>;
+
+    /// Sets the expiry of a held lease to `ttl` from now if `owner` still holds it; returns
+    /// whether it did.
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, BackendResult<bool>>;
+
+    /// A future that completes if the backend learns that the lease was lost before its ttl
+    /// (for instance the session holding it was killed). The default never completes: the
+    /// caller's deadline and renewals cover expiry.
+    fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
+        let _ = (key, owner);
+        Box::pin(std::future::pending())
+    }
+}
+
+/// The shortest and longest pause between two polls of [`Backend::acquire_until`]'s default.
+const POLL_MIN: Duration = Duration::from_millis(5);
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+async fn poll_until<B: Backend + ?Sized>(
+    backend: &B,
+    req: Acquire<'_>,
+    deadline: Instant,
+) -> BackendResult<Option<Granted>> {
+    let mut pause = POLL_MIN;
+    loop {
+        // Subscribe before trying, so a release between the try and the wait still wakes us.
+        let released = backend.released(req.key);
+        if let Some(granted) = backend.try_acquire(req).await? {
+            return Ok(Some(granted));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let sleep = crate::jitter(pause).min(deadline - now);
+        tokio::select! {
+            _ = released => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+        pause = (pause * 2).min(POLL_MAX);
+    }
+}

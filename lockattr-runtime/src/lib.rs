@@ -1,0 +1,53 @@
+//! The runtime of [lockattr](https://docs.rs/lockattr): the backend trait, the global
+//! registry, lock guards, errors and the backends.
+//!
+//! Depend on the `lockattr` facade rather than on this crate: it re-exports everything
+//! here together with the `#[distributed_lock]` attribute.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockattr::LockError> {
+//! use std::time::Duration;
+//!
+//! let locks = lockattr::connect("memory://").await?;
+//! let guard = locks.lock("import:2024-05").ttl(Duration::from_secs(60)).acquire(Duration::from_secs(5)).await?;
+//! println!("holding {} with fencing token {}", guard.key(), guard.token());
+//! guard.extend(Duration::from_secs(60)).await?;
+//! guard.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod attr;
+pub mod backend;
+mod error;
+mod guard;
+mod handle;
+pub mod key;
+mod outcome;
+mod registry;
+pub mod token;
+pub mod url;
+
+use std::time::Duration;
+
+pub use error::{BoxError, LockError};
+pub use guard::{current, CurrentLock, LockGuard};
+pub use handle::{connect, LockBuilder, Locks, NoTtl};
+pub use outcome::{Fallible, Skippable};
+pub use registry::{
+    configured, init, init_from_env, init_named, lock, set_default, set_named, URL_ENV,
+};
+
+/// The code `#[distributed_lock]` generates calls into this module. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::attr::*;
+}
+
+/// `base` scaled by a random factor in [0.5, 1.5): spreads retries and polls apart so that
+/// contenders do not move in lock step.
+pub(crate) fn jitter(base: Duration) -> Duration {
+    base.mul_f64(0.5 + fastrand::f64())
+}

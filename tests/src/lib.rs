@@ -1,0 +1,1 @@
+//! Integration tests of lockattr live in this package's test targets.
