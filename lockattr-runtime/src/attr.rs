@@ -49,10 +49,14 @@ pub enum Policy {
     },
 }
 
-/// Builds the key from the template's `format_args!`. A `Display` impl that fails gives
-/// `InvalidKey` instead of the panic `format!` would raise.
-pub fn build_key(template: &'static str, args: fmt::Arguments<'_>) -> Result<String, LockError> {
-    let mut key = String::new();
+/// Builds the key: `head` followed by the template's `format_args!`. A `Display` impl that
+/// fails gives `InvalidKey` instead of the panic `format!` would raise.
+pub fn build_key(
+    template: &'static str,
+    head: &'static str,
+    args: fmt::Arguments<'_>,
+) -> Result<String, LockError> {
+    let mut key = String::from(head);
     fmt::Write::write_fmt(&mut key, args).map_err(|_| LockError::InvalidKey {
         key: template.to_owned(),
         backend: String::from("(not chosen yet)"),
@@ -69,7 +73,11 @@ enum Ending<T> {
 }
 
 /// Runs `body` under the lock for `on_conflict = "skip"` / `"retry"`.
-pub async fn run_skippable<R, F>(spec: &'static LockSpec, key: Result<String, LockError>, body: F) -> R
+pub async fn run_skippable<R, F>(
+    spec: &'static LockSpec,
+    key: Result<String, LockError>,
+    body: F,
+) -> R
 where
     R: Skippable,
     F: Future<Output = R>,
@@ -82,7 +90,11 @@ where
 }
 
 /// Runs `body` under the lock for `on_conflict = "error"` / `"wait"`.
-pub async fn run_fallible<R, F>(spec: &'static LockSpec, key: Result<String, LockError>, body: F) -> R
+pub async fn run_fallible<R, F>(
+    spec: &'static LockSpec,
+    key: Result<String, LockError>,
+    body: F,
+) -> R
 where
     R: Fallible,
     F: Future<Output = R>,
@@ -98,7 +110,11 @@ where
     }
 }
 
-async fn run<F: Future>(spec: &'static LockSpec, key: Result<String, LockError>, body: F) -> Ending<F::Output> {
+async fn run<F: Future>(
+    spec: &'static LockSpec,
+    key: Result<String, LockError>,
+    body: F,
+) -> Ending<F::Output> {
     let locks = match configured(spec.backend) {
         Ok(locks) => locks,
         Err(e) => return Ending::Failed(e),
@@ -201,7 +217,8 @@ async fn hold<F: Future>(spec: &LockSpec, guard: LockGuard, body: F) -> Ending<F
     match outcome {
         Err(reason) => Ending::Failed(lost(reason)),
         Ok(_) if !guard.is_held() => Ending::Failed(lost(
-            "the lease expired before the body finished; raise the ttl or set `renew = true`".into(),
+            "the lease expired before the body finished; raise the ttl or set `renew = true`"
+                .into(),
         )),
         Ok(out) => match guard.release().await {
             Ok(()) => Ending::Ran(out),
@@ -227,7 +244,11 @@ async fn keep(guard: &LockGuard, spec: &LockSpec) -> String {
     let mut renew_at = Instant::now() + every;
     loop {
         let deadline = guard.deadline();
-        let wake = if spec.renew { renew_at.min(deadline) } else { deadline };
+        let wake = if spec.renew {
+            renew_at.min(deadline)
+        } else {
+            deadline
+        };
         tokio::select! {
             _ = &mut backend_lost => return "the backend reported the lease gone".into(),
             _ = tokio::time::sleep_until(wake.into()) => {}

@@ -196,11 +196,21 @@ impl Drop for LockGuard {
         let owner = self.owner;
         let held = self.held.clone();
         let release = async move {
-            let result = locks.inner.backend.release(&stored_key, &owner, keep_for).await;
+            let result = locks
+                .inner
+                .backend
+                .release(&stored_key, &owner, keep_for)
+                .await;
             match result {
-                Ok(true) => tracing::debug!(key = %held.key, backend = %held.backend, token = held.fence, "lock released on drop"),
-                Ok(false) => tracing::warn!(key = %held.key, backend = %held.backend, "lock dropped after its lease had ended"),
-                Err(e) => tracing::warn!(key = %held.key, backend = %held.backend, error = %e, "releasing a dropped lock failed; it frees itself at its ttl"),
+                Ok(true) => {
+                    tracing::debug!(key = %held.key, backend = %held.backend, token = held.fence, "lock released on drop")
+                }
+                Ok(false) => {
+                    tracing::warn!(key = %held.key, backend = %held.backend, "lock dropped after its lease had ended")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %held.key, backend = %held.backend, error = %e, "releasing a dropped lock failed; it frees itself at its ttl")
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {

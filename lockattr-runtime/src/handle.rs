@@ -14,7 +14,14 @@ use crate::url::BackendUrl;
 const COMPILED_IN: &[&str] = &["memory"];
 /// Schemes of backends that exist in lockattr but are not part of this build.
 const NOT_COMPILED_IN: &[&str] = &[
-    "sqlite", "redis", "rediss", "postgres", "postgresql", "mysql", "mariadb", "memcached",
+    "sqlite",
+    "redis",
+    "rediss",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "memcached",
     "etcd",
 ];
 
@@ -81,7 +88,11 @@ pub async fn connect(url: &str) -> Result<Locks, LockError> {
     let backend: Box<dyn Backend> = match parsed.scheme.as_str() {
         "memory" => {
             parsed.check_params(&["prefix"])?;
-            let name = if parsed.rest.is_empty() { "default" } else { &parsed.rest };
+            let name = if parsed.rest.is_empty() {
+                "default"
+            } else {
+                &parsed.rest
+            };
             Box::new(crate::backend::memory::MemoryBackend::named(name))
         }
         other if NOT_COMPILED_IN.contains(&other) => {
@@ -93,11 +104,20 @@ pub async fn connect(url: &str) -> Result<Locks, LockError> {
         other => {
             return Err(parsed.invalid(format!(
                 "unknown backend `{other}`; expected one of: {}",
-                COMPILED_IN.iter().chain(NOT_COMPILED_IN).copied().collect::<Vec<_>>().join(", ")
+                COMPILED_IN
+                    .iter()
+                    .chain(NOT_COMPILED_IN)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     };
-    Ok(Locks::from_backend(backend, parsed.prefix(), &parsed.redacted))
+    Ok(Locks::from_backend(
+        backend,
+        parsed.prefix(),
+        &parsed.redacted,
+    ))
 }
 
 impl Locks {
@@ -200,7 +220,9 @@ impl Locks {
         wait: Option<Duration>,
     ) -> Result<Option<LockGuard>, LockError> {
         let stored = self.stored_key(key)?;
-        let owner = OwnerToken::random().map_err(|e| self.backend_error(key, format!("no random owner token from the OS: {e}")))?;
+        let owner = OwnerToken::random().map_err(|e| {
+            self.backend_error(key, format!("no random owner token from the OS: {e}"))
+        })?;
         let req = Acquire {
             key: &stored,
             owner: &owner,
@@ -227,7 +249,11 @@ impl Locks {
         }))
     }
 
-    pub(crate) fn backend_error(&self, key: &str, e: impl Into<crate::error::BoxError>) -> LockError {
+    pub(crate) fn backend_error(
+        &self,
+        key: &str,
+        e: impl Into<crate::error::BoxError>,
+    ) -> LockError {
         LockError::backend(&self.inner.name, Some(key), e)
     }
 }
@@ -300,14 +326,19 @@ impl LockBuilder<Duration> {
     /// Takes the lock if it is free: `Ok(None)` if another holder has it.
     pub async fn try_acquire(self) -> Result<Option<LockGuard>, LockError> {
         let locks = self.checked()?;
-        locks.acquire_guard(&self.key, self.ttl, self.min_hold, None).await
+        locks
+            .acquire_guard(&self.key, self.ttl, self.min_hold, None)
+            .await
     }
 
     /// Takes the lock, waiting up to `wait` for it (notified where the backend can
     /// notify, first come first served); [`LockError::Timeout`] if it stays taken.
     pub async fn acquire(self, wait: Duration) -> Result<LockGuard, LockError> {
         let locks = self.checked()?;
-        match locks.acquire_guard(&self.key, self.ttl, self.min_hold, Some(wait)).await? {
+        match locks
+            .acquire_guard(&self.key, self.ttl, self.min_hold, Some(wait))
+            .await?
+        {
             Some(guard) => Ok(guard),
             None => Err(LockError::Timeout {
                 key: self.key.clone(),

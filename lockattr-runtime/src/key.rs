@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn safe_values_are_untouched() {
-        assert!(matches!(escape("Acme-01_x.y"), Cow::Borrowed("Acme-01_x.y")));
+        assert!(matches!(
+            escape("Acme-01_x.y"),
+            Cow::Borrowed("Acme-01_x.y")
+        ));
     }
 
     #[test]

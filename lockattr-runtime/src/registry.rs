@@ -101,7 +101,9 @@ pub fn configured(name: Option<&str>) -> Result<Locks, LockError> {
 }
 
 fn already(name: Option<&str>) -> LockError {
-    let backend = configured(name).map(|l| l.backend_name().to_owned()).unwrap_or_default();
+    let backend = configured(name)
+        .map(|l| l.backend_name().to_owned())
+        .unwrap_or_default();
     LockError::AlreadyConfigured {
         name: name.map(str::to_owned),
         backend,

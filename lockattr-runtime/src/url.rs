@@ -27,9 +27,9 @@ impl BackendUrl {
             url: redacted.clone(),
             reason: reason.to_owned(),
         };
-        let (scheme, after) = url
-            .split_once("://")
-            .ok_or_else(|| invalid("expected `scheme://…`, for example `memory://` or `redis://127.0.0.1:6379`"))?;
+        let (scheme, after) = url.split_once("://").ok_or_else(|| {
+            invalid("expected `scheme://…`, for example `memory://` or `redis://127.0.0.1:6379`")
+        })?;
         if scheme.is_empty()
             || !scheme
                 .bytes()
@@ -42,7 +42,11 @@ impl BackendUrl {
             None => (after, None),
         };
         let mut params = BTreeMap::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = percent_decode(v).ok_or_else(|| invalid("a query value has a bad %-escape"))?;
             params.insert(k.to_owned(), v);
@@ -57,7 +61,9 @@ impl BackendUrl {
 
     /// The key prefix: `?prefix=…`, else [`DEFAULT_PREFIX`].
     pub fn prefix(&self) -> &str {
-        self.params.get("prefix").map_or(DEFAULT_PREFIX, String::as_str)
+        self.params
+            .get("prefix")
+            .map_or(DEFAULT_PREFIX, String::as_str)
     }
 
     /// An [`LockError::InvalidUrl`] about this URL.
@@ -74,7 +80,11 @@ impl BackendUrl {
             None => Ok(()),
             Some(k) => Err(self.invalid(format!(
                 "unknown parameter `{k}`; this backend takes: {}",
-                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -128,7 +138,9 @@ pub fn redact(url: &str) -> String {
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") =>
+                {
                     format!("{k}=***")
                 }
                 _ => pair.to_owned(),

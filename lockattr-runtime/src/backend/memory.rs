@@ -180,7 +180,10 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    fn try_acquire<'a>(&'a self, req: Acquire<'a>) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
+    fn try_acquire<'a>(
+        &'a self,
+        req: Acquire<'a>,
+    ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
         let granted = self.try_acquire_now(&req);
         Box::pin(async move { Ok(granted) })
     }
@@ -230,7 +233,10 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, BackendResult<bool>> {
         let now = Instant::now();
         let mut slots = self.store.slots();
-        let held = match slots.get_mut(key).and_then(|s| s.live_holder_mut(owner, now)) {
+        let held = match slots
+            .get_mut(key)
+            .and_then(|s| s.live_holder_mut(owner, now))
+        {
             Some(holder) => {
                 holder.expires = now + ttl;
                 true

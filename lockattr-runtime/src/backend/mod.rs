@@ -72,7 +72,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Takes the key if nobody holds it (and, on backends that queue, nobody waits for it).
-    fn try_acquire<'a>(&'a self, req: Acquire<'a>) -> BoxFuture<'a, BackendResult<Option<Granted>>>;
+    fn try_acquire<'a>(&'a self, req: Acquire<'a>)
+        -> BoxFuture<'a, BackendResult<Option<Granted>>>;
 
     /// Takes the key, waiting until `deadline` for it; `None` if it stayed taken.
     ///

@@ -1,0 +1,199 @@
+//! Cross-option and signature checks: turns parsed [`Args`] into a [`Lock`] that expands.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt as _;
+use syn::{FnArg, ItemFn, LitStr, Pat};
+
+use crate::args::{Args, Conflict, Spanned};
+use crate::duration::{format_millis, Millis};
+use crate::errors::{did_you_mean, Errors};
+use crate::template::{self, Segment, Template};
+
+/// A lock configuration that passed every check.
+pub struct Lock {
+    pub key: LitStr,
+    pub template: Template,
+    pub ttl: Millis,
+    pub policy: Policy,
+    pub min_hold: Millis,
+    pub renew: bool,
+    pub backend: Option<String>,
+    pub krate: syn::Path,
+}
+
+/// `on_conflict` with the options it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Skip,
+    Error,
+    Wait(Millis),
+    Retry { retries: u32, backoff: Millis },
+}
+
+impl Policy {
+    /// Whether the return type must have a "skipped" value (else: an error channel).
+    pub fn skips(self) -> bool {
+        matches!(self, Policy::Skip | Policy::Retry { .. })
+    }
+}
+
+fn missing(option: &str, why: &str) -> syn::Error {
+    syn::Error::new(Span::call_site(), format!("missing `{option}`: {why}"))
+}
+
+/// Checks `args` against each other and against `func`. Returns the lock when every
+/// check passed; every failure is pushed to `errors`.
+pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Lock> {
+    if func.sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            func.sig.fn_token,
+            "#[distributed_lock] needs an `async fn`: taking the lock waits on the backend. \
+             Write `async fn`, or, in code that cannot be async, take the lock by hand with \
+             `lockattr::lock(key).ttl(ttl).try_acquire()` on a runtime",
+        ));
+    }
+    if args.key.is_none() && args.name_span("key").is_none() {
+        errors.push(missing(
+            "key",
+            "name the lock, with `<param>` for values, e.g. `key = \"flush:<tenant>\"`",
+        ));
+    }
+    if args.ttl.is_none() && args.name_span("ttl").is_none() {
+        errors.push(missing(
+            "ttl",
+            "how long may a holder keep the lock if it crashes or stalls? e.g. `ttl = \"30s\"`",
+        ));
+    }
+    if args.on_conflict.is_none() && args.name_span("on_conflict").is_none() {
+        errors.push(missing(
+            "on_conflict",
+            "what happens when another holder has the key? `on_conflict = \"skip\"`, `\"error\"`, \
+             `\"wait\"` (with `wait = \"5s\"`) or `\"retry\"` (with `retries = 3, backoff = \"200ms\"`)",
+        ));
+    }
+
+    let template = args.key.as_ref().map(|key| {
+        let template = template::parse(key, errors);
+        check_placeholders(key, &template, func, errors);
+        template
+    });
+
+    if let (Some(ttl), Some(min_hold)) = (&args.ttl, &args.min_hold) {
+        if min_hold.value >= ttl.value {
+            errors.push(syn::Error::new(
+                min_hold.span,
+                format!(
+                    "`min_hold` ({}) must be shorter than `ttl` ({}): the lease cannot outlast its ttl",
+                    format_millis(min_hold.value),
+                    format_millis(ttl.value)
+                ),
+            ));
+        }
+    }
+
+    let policy = args
+        .on_conflict
+        .as_ref()
+        .and_then(|c| policy(c, &args, errors));
+
+    Some(Lock {
+        key: args.key?,
+        template: template?,
+        ttl: args.ttl?.value,
+        policy: policy?,
+        min_hold: args.min_hold.map_or(0, |m| m.value),
+        renew: args.renew.is_some_and(|r| r.value),
+        backend: args.backend.map(|b| b.value()),
+        krate: args.krate.unwrap_or_else(|| syn::parse_quote!(::lockattr)),
+    })
+}
+
+/// Checks that `wait`, `retries` and `backoff` go with their policy.
+fn policy(conflict: &Spanned<Conflict>, args: &Args, errors: &mut Errors) -> Option<Policy> {
+    let only_with = |option: &str, policy: &str, errors: &mut Errors| {
+        if let Some(span) = args.name_span(option) {
+            errors.push(syn::Error::new(
+                span,
+                format!("`{option}` only applies to `on_conflict = \"{policy}\"`; remove it or change the policy"),
+            ));
+        }
+    };
+    let needs = |option: &str, example: &str, errors: &mut Errors| {
+        if args.name_span(option).is_none() {
+            errors.push(syn::Error::new(
+                conflict.span,
+                format!("this policy needs `{option}`, e.g. `{option} = {example}`"),
+            ));
+        }
+    };
+    if conflict.value != Conflict::Wait {
+        only_with("wait", "wait", errors);
+    }
+    if conflict.value != Conflict::Retry {
+        only_with("retries", "retry", errors);
+        only_with("backoff", "retry", errors);
+    }
+    match conflict.value {
+        Conflict::Skip => Some(Policy::Skip),
+        Conflict::Error => Some(Policy::Error),
+        Conflict::Wait => {
+            needs("wait", "\"10s\" (the longest to wait)", errors);
+            Some(Policy::Wait(args.wait.as_ref()?.value))
+        }
+        Conflict::Retry => {
+            needs("retries", "3", errors);
+            needs("backoff", "\"200ms\"", errors);
+            Some(Policy::Retry {
+                retries: args.retries.as_ref()?.value,
+                backoff: args.backoff.as_ref()?.value,
+            })
+        }
+    }
+}
+
+/// The names a placeholder may start with: `self` and the plain identifier parameters.
+fn parameter_names(func: &ItemFn) -> Vec<String> {
+    func.sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Receiver(_) => Some("self".to_owned()),
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(p) => Some(p.ident.unraw().to_string()),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+fn check_placeholders(key: &LitStr, template: &Template, func: &ItemFn, errors: &mut Errors) {
+    let params = parameter_names(func);
+    let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+    for segment in &template.segments {
+        let Segment::Placeholder(p) = segment else {
+            continue;
+        };
+        if refs.contains(&p.root()) {
+            continue;
+        }
+        let hint = did_you_mean(p.root(), &refs)
+            .map(|s| format!("did you mean `{s}`? "))
+            .unwrap_or_default();
+        let known = if refs.is_empty() {
+            format!(
+                "`{}` has no parameter a placeholder can name",
+                func.sig.ident
+            )
+        } else {
+            format!("the parameters are {}", crate::args::list(&refs))
+        };
+        errors.push(syn::Error::new(
+            key.span(),
+            format!(
+                "placeholder `<{}>` names no parameter of `{}`; {hint}{known} (a destructured parameter needs a name to be used in the key)",
+                p.dotted(),
+                func.sig.ident
+            ),
+        ));
+    }
+}
