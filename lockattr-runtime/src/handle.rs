@@ -10,21 +10,6 @@ use crate::guard::LockGuard;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
-/// The backends this build knows, by URL scheme.
-const COMPILED_IN: &[&str] = &["memory"];
-/// Schemes of backends that exist in lockattr but are not part of this build.
-const NOT_COMPILED_IN: &[&str] = &[
-    "sqlite",
-    "redis",
-    "rediss",
-    "postgres",
-    "postgresql",
-    "mysql",
-    "mariadb",
-    "memcached",
-    "etcd",
-];
-
 /// A handle on one lock backend, cheap to clone (an `Arc` inside).
 ///
 /// Get one with [`connect`] (no globals), or configure it globally with
@@ -85,34 +70,15 @@ impl std::fmt::Debug for Locks {
 /// ```
 pub async fn connect(url: &str) -> Result<Locks, LockError> {
     let parsed = BackendUrl::parse(url)?;
-    let backend: Box<dyn Backend> = match parsed.scheme.as_str() {
-        "memory" => {
-            parsed.check_params(&["prefix"])?;
-            let name = if parsed.rest.is_empty() {
-                "default"
-            } else {
-                &parsed.rest
-            };
-            Box::new(crate::backend::memory::MemoryBackend::named(name))
-        }
-        other if NOT_COMPILED_IN.contains(&other) => {
-            return Err(parsed.invalid(format!(
-                "this build of lockattr has no `{other}` backend; it has: {}",
-                COMPILED_IN.join(", ")
-            )))
-        }
-        other => {
-            return Err(parsed.invalid(format!(
-                "unknown backend `{other}`; expected one of: {}",
-                COMPILED_IN
-                    .iter()
-                    .chain(NOT_COMPILED_IN)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    };
+    let backend = crate::backend::open(&parsed).await?;
+    if parsed.prefix().len() + crate::key::MIN_HASHED_KEY_LEN > backend.max_key_len() {
+        return Err(parsed.invalid(format!(
+            "the prefix is too long: `{}` keys are at most {} bytes, and a hashed key needs {} after the prefix",
+            parsed.scheme,
+            backend.max_key_len(),
+            crate::key::MIN_HASHED_KEY_LEN
+        )));
+    }
     Ok(Locks::from_backend(
         backend,
         parsed.prefix(),

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
+use crate::error::LockError;
 use crate::token::OwnerToken;
+use crate::url::BackendUrl;
 
 /// Acquisitions between two sweeps of expired, unwaited slots.
 const SWEEP_EVERY: u64 = 1024;
@@ -81,6 +83,17 @@ impl Store {
 }
 
 impl MemoryBackend {
+    /// Opens `memory://NAME` (`memory://` is `memory://default`); takes only `?prefix=`.
+    pub(crate) fn open(url: &BackendUrl) -> Result<Self, LockError> {
+        url.check_params(&["prefix"])?;
+        let name = if url.rest.is_empty() {
+            "default"
+        } else {
+            &url.rest
+        };
+        Ok(Self::named(name))
+    }
+
     /// The store named `name`, shared by every handle in this process that names it.
     pub fn named(name: &str) -> Self {
         static STORES: OnceLock<Mutex<HashMap<String, Arc<Store>>>> = OnceLock::new();

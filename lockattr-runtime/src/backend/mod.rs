@@ -9,10 +9,43 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::error::BoxError;
+use crate::error::{BoxError, LockError};
 use crate::token::OwnerToken;
+use crate::url::BackendUrl;
 
 pub mod memory;
+
+/// The URL schemes of the backends compiled into this build.
+pub const COMPILED_IN: &[&str] = &["memory"];
+
+/// Schemes of lockattr backends that this build does not include (their cargo feature is off
+/// or they are not written yet).
+const KNOWN: &[&str] = &[
+    "sqlite",
+    "redis",
+    "rediss",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "memcached",
+    "etcd",
+];
+
+/// Opens the backend `url` names. Each backend checks its own query parameters.
+pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    match url.scheme.as_str() {
+        "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
+        other if KNOWN.contains(&other) => Err(url.invalid(format!(
+            "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
+            COMPILED_IN.join(", ")
+        ))),
+        other => Err(url.invalid(format!(
+            "unknown backend `{other}`; expected one of: {}",
+            COMPILED_IN.iter().chain(KNOWN).copied().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
 
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
 /// stays object-safe.

@@ -1,0 +1,496 @@
+//! The conformance suite: DESIGN.md's numbered semantics, asserted the same way for every
+//! backend. A backend joins by adding one `conformance!` line in `conformance.rs`.
+//!
+//! Each check takes a [`Profile`]: the backend's URL, the name it is registered under for
+//! `#[distributed_lock(backend = …)]`, and the shortest ttl the backend keeps faithfully.
+//! Keys are made unique per run, so checks never see each other's locks.
+
+// Each test binary uses the part of the suite it needs.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lockattr::{LockError, Locks};
+
+/// One backend under test.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The name `init_named` registers it under; the attribute's `backend = …`.
+    pub name: &'static str,
+    /// Its URL.
+    pub url: String,
+    /// A ttl the backend enforces faithfully and tests can wait out.
+    pub short_ttl: Duration,
+}
+
+/// The runtime every check of a test binary runs on: backends keep connections and
+/// background tasks on the runtime they were created on, and the globally registered
+/// backends outlive any one test.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+        })
+        .block_on(f)
+}
+
+/// A key no other check or earlier run uses.
+pub fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}-{pid}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh handle: one simulated instance of a service.
+pub async fn instance(p: &Profile) -> Locks {
+    lockattr::connect(&p.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", p.url))
+}
+
+/// Registers the backend under `p.name` once per test binary.
+pub async fn register(p: &Profile) {
+    static DONE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    if DONE.lock().unwrap().contains(&p.name) {
+        return;
+    }
+    let locks = instance(p).await;
+    let mut done = DONE.lock().unwrap();
+    if !done.contains(&p.name) {
+        lockattr::set_named(p.name, locks).expect("registered once");
+        done.push(p.name);
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`: for effects that complete in
+/// the background (a release on drop, an expiry). Not a speed check: `limit` is generous.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Semantic 1: while one guard holds the key, no other instance gets it; once released,
+/// the next one does.
+pub async fn try_acquire_excludes_while_held(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("exclusive");
+    let ttl = Duration::from_secs(30);
+    let held = a
+        .lock(&key)
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free key is taken");
+    assert!(b.lock(&key).ttl(ttl).try_acquire().await.unwrap().is_none());
+    assert!(
+        a.lock(&key).ttl(ttl).try_acquire().await.unwrap().is_none(),
+        "not re-entrant"
+    );
+    held.release().await.unwrap();
+    let again = b.lock(&key).ttl(ttl).try_acquire().await.unwrap();
+    assert!(again.is_some(), "released key is free");
+    again.unwrap().release().await.unwrap();
+}
+
+/// Semantics 1 and 4 under contention: 6 instances, 5 rounds each, all waiting on one
+/// key. Never two inside at once; fencing tokens grow in the order of acquisition.
+pub async fn contention_never_overlaps_and_fences_grow(p: &Profile) {
+    let key = unique("contended");
+    let inside = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let locks = instance(p).await;
+        let (key, inside, tokens) = (key.clone(), inside.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let guard = locks
+                    .lock(&key)
+                    .ttl(Duration::from_secs(30))
+                    .acquire(Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokens.lock().unwrap().push(guard.token());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tokens = tokens.lock().unwrap();
+    assert_eq!(tokens.len(), 30);
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens: {tokens:?}"
+    );
+}
+
+/// Semantic 2: a holder whose lease expired can neither extend nor release the next
+/// holder's lease.
+pub async fn stale_holder_cannot_touch_the_next_lease(p: &Profile) {
+    let (a, b, c) = (instance(p).await, instance(p).await, instance(p).await);
+    let key = unique("stale");
+    let stale = a
+        .lock(&key)
+        .ttl(p.short_ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let next = eventually(p.short_ttl * 10, || async {
+        b.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the expired lease is taken over");
+    assert!(!stale.is_held());
+    assert!(matches!(
+        stale.extend(p.short_ttl).await,
+        Err(LockError::Lost { .. })
+    ));
+    assert!(matches!(stale.release().await, Err(LockError::Lost { .. })));
+    assert!(
+        c.lock(&key)
+            .ttl(p.short_ttl)
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none(),
+        "the stale holder's release freed the next holder's lease"
+    );
+    assert!(next.token() > 0);
+    next.release().await.unwrap();
+}
+
+/// Semantic 3: a holder that never releases (crashed) loses the key after its ttl, and
+/// not before its lease's deadline.
+pub async fn crashed_holder_expires(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("crashed");
+    let guard = a
+        .lock(&key)
+        .ttl(p.short_ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = guard.deadline();
+    std::mem::forget(guard); // the holder vanishes without a word
+    while Instant::now() + Duration::from_millis(20) < deadline {
+        assert!(
+            b.lock(&key)
+                .ttl(p.short_ttl)
+                .try_acquire()
+                .await
+                .unwrap()
+                .is_none(),
+            "taken before the holder's lease ended"
+        );
+        tokio::time::sleep(p.short_ttl / 10).await;
+    }
+    let taken = eventually(p.short_ttl * 10, || async {
+        b.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(taken.is_some(), "a crashed holder's key never came free");
+    taken.unwrap().release().await.unwrap();
+}
+
+/// Semantic 3 with `extend`: an extended lease outlives its first ttl.
+pub async fn extend_pushes_the_expiry(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("extend");
+    let guard = a
+        .lock(&key)
+        .ttl(p.short_ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(p.short_ttl / 2).await;
+        guard.extend(p.short_ttl).await.unwrap();
+    }
+    assert!(b
+        .lock(&key)
+        .ttl(p.short_ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    guard.release().await.unwrap();
+}
+
+/// Semantic 4 across expiry: a takeover of an expired lease gets a greater token.
+pub async fn fencing_tokens_grow_across_expiry(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("fence");
+    let first = a
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let t1 = first.token();
+    first.release().await.unwrap();
+    let second = b
+        .lock(&key)
+        .ttl(p.short_ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let t2 = second.token();
+    std::mem::forget(second);
+    let third = eventually(p.short_ttl * 10, || async {
+        a.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let t3 = third.token();
+    third.release().await.unwrap();
+    assert!(t1 < t2 && t2 < t3, "tokens {t1} {t2} {t3}");
+}
+
+/// Semantic 6: waiters are served in arrival order, and a holder that releases and at
+/// once asks again does not jump ahead of them.
+pub async fn waiters_are_served_in_order(p: &Profile) {
+    let key = unique("fifo");
+    let holder = instance(p).await;
+    let guard = holder
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let locks = instance(p).await;
+        let (key, order) = (key.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let g = locks
+                .lock(&key)
+                .ttl(Duration::from_secs(30))
+                .acquire(Duration::from_secs(30))
+                .await
+                .unwrap();
+            order.lock().unwrap().push(i);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            g.release().await.unwrap();
+        }));
+        // Let waiter i queue before waiter i + 1 arrives.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    guard.release().await.unwrap();
+    let jumped = holder
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap();
+    assert!(jumped.is_none(), "the releasing holder jumped the queue");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+}
+
+/// `acquire(wait)` gives `Timeout` naming the key when the key stays taken.
+pub async fn acquire_times_out(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("timeout");
+    let guard = a
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let err = b
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .acquire(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains(&key), "{err}");
+    guard.release().await.unwrap();
+}
+
+/// Semantic 7: long keys are hashed and still exclude; keys differing only at the end of
+/// a long key stay distinct; every key lives under the prefix.
+pub async fn long_keys_and_prefix(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let base = unique("long").repeat(20);
+    let ttl = Duration::from_secs(30);
+    let one = a
+        .lock(format!("{base}:1"))
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(one.stored_key().starts_with(a.prefix()));
+    assert!(b
+        .lock(format!("{base}:1"))
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    let two = b
+        .lock(format!("{base}:2"))
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .unwrap();
+    assert!(two.is_some(), "long keys that differ at the end collided");
+    one.release().await.unwrap();
+    two.unwrap().release().await.unwrap();
+}
+
+/// `min_hold`: the key stays taken after an early release, then comes free.
+pub async fn min_hold_outlives_release(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("min-hold");
+    let min_hold = p.short_ttl;
+    let guard = a
+        .lock(&key)
+        .ttl(p.short_ttl * 4)
+        .min_hold(min_hold)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let acquired = Instant::now();
+    guard.release().await.unwrap();
+    let taken = eventually(p.short_ttl * 10, || async {
+        b.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the key came free after min_hold");
+    assert!(
+        acquired.elapsed() >= min_hold.mul_f64(0.5),
+        "min_hold was cut short"
+    );
+    taken.release().await.unwrap();
+}
+
+/// Semantic 8: bad input is a `LockError`, never a panic.
+pub async fn bad_input_is_an_error(p: &Profile) {
+    let a = instance(p).await;
+    let ttl = Duration::from_secs(30);
+    let e = a.lock("").ttl(ttl).try_acquire().await.unwrap_err();
+    assert!(matches!(e, LockError::InvalidKey { .. }), "{e}");
+    let e = a
+        .lock("k")
+        .ttl(Duration::ZERO)
+        .try_acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LockError::InvalidOptions { .. }), "{e}");
+    let e = a
+        .lock("k")
+        .ttl(ttl)
+        .min_hold(ttl)
+        .try_acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LockError::InvalidOptions { .. }), "{e}");
+    assert!(e.to_string().contains(a.backend_name()), "{e}");
+    let scheme = p.url.split("://").next().unwrap();
+    let e = lockattr::connect(&format!("{scheme}://u:hunter2@[bad?nope=1"))
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+/// A dropped guard releases in the background.
+pub async fn dropped_guard_releases(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("drop");
+    drop(
+        a.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let taken = eventually(Duration::from_secs(5), || async {
+        b.lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(taken.is_some(), "a dropped guard kept the key");
+}
+
+/// The attribute-level checks: each annotated function of the suite, generated per
+/// backend by `conformance!`, runs through these.
+pub struct Flags {
+    pub body_ran: AtomicBool,
+    pub body_finished: AtomicBool,
+}
+
+impl Flags {
+    pub const fn new() -> Self {
+        Flags {
+            body_ran: AtomicBool::new(false),
+            body_finished: AtomicBool::new(false),
+        }
+    }
+}
