@@ -6,6 +6,29 @@
 
 mod suite;
 
+/// The checks with holder processes, for backends that processes share (every one but
+/// `memory://`): `conformance!(…); processes!(module);`.
+#[allow(unused_macros)]
+macro_rules! processes {
+    ($module:ident) => {
+        mod $module {
+            #[test]
+            fn killed_holder_frees_the_key() {
+                super::suite::block_on(super::suite::process::killed_holder_frees_the_key(
+                    &super::$module::profile(),
+                ));
+            }
+
+            #[test]
+            fn stopped_holder_is_taken_over() {
+                super::suite::block_on(super::suite::process::stopped_holder_is_taken_over(
+                    &super::$module::profile(),
+                ));
+            }
+        }
+    };
+}
+
 macro_rules! conformance {
     ($module:ident, $name:tt, $url:expr, $short:tt, $short_ttl:expr) => {
         mod $module {
@@ -16,7 +39,7 @@ macro_rules! conformance {
 
             use super::suite::{self, block_on, eventually, instance, register, unique, Flags, Profile};
 
-            fn profile() -> Profile {
+            pub(super) fn profile() -> Profile {
                 Profile {
                     name: $name,
                     url: $url,

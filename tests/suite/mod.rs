@@ -8,6 +8,8 @@
 // Each test binary uses the part of the suite it needs.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
