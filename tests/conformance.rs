@@ -7,11 +7,13 @@
 mod suite;
 
 /// The checks with holder processes, for backends that processes share (every one but
-/// `memory://`): `conformance!(…); processes!(module);`.
+/// `memory://`): `conformance!(module, …); processes!(module_processes, module);` (the
+/// first name is the test module's, the second that of the `conformance!` module whose
+/// profile it uses: a macro cannot build one name from another).
 #[allow(unused_macros)]
 macro_rules! processes {
-    ($module:ident) => {
-        mod $module {
+    ($name:ident, $module:ident) => {
+        mod $name {
             #[test]
             fn killed_holder_frees_the_key() {
                 super::suite::block_on(super::suite::process::killed_holder_frees_the_key(
