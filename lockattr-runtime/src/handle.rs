@@ -104,6 +104,20 @@ impl Locks {
         &self.inner.name
     }
 
+    /// Whether this backend keeps `min_hold` across the holder's exit. When it does not,
+    /// a lock asked with a `min_hold` is [`LockError::Unsupported`] (never silently shorter).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let locks = lockattr::connect("memory://").await.unwrap();
+    /// assert!(locks.supports_min_hold());
+    /// # }
+    /// ```
+    pub fn supports_min_hold(&self) -> bool {
+        self.inner.backend.supports(Capability::MinHold)
+    }
+
     /// The text every stored key starts with.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix

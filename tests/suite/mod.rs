@@ -398,11 +398,25 @@ pub async fn long_keys_and_prefix(p: &Profile) {
     two.unwrap().release().await.unwrap();
 }
 
-/// `min_hold`: the key stays taken after an early release, then comes free.
+/// `min_hold`: the key stays taken after an early release, then comes free. A backend
+/// that cannot keep it (it says so through `supports_min_hold`) must refuse it with
+/// `Unsupported` instead of shortening it.
 pub async fn min_hold_outlives_release(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("min-hold");
     let min_hold = p.short_ttl;
+    if !a.supports_min_hold() {
+        let e = a
+            .lock(&key)
+            .ttl(p.short_ttl * 4)
+            .min_hold(min_hold)
+            .try_acquire()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LockError::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("min_hold"), "{e}");
+        return;
+    }
     let guard = a
         .lock(&key)
         .ttl(p.short_ttl * 4)
