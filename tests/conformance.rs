@@ -281,3 +281,25 @@ conformance!(
     "300ms",
     std::time::Duration::from_millis(300)
 );
+
+#[cfg(feature = "postgres")]
+conformance!(
+    postgres,
+    "postgres",
+    "postgres://postgres@127.0.0.1:5432/test".to_string(),
+    "1s",
+    std::time::Duration::from_secs(1)
+);
+#[cfg(feature = "postgres")]
+processes!(postgres_processes, postgres);
+
+#[cfg(feature = "mysql")]
+conformance!(
+    mysql,
+    "mysql",
+    "mysql://root@127.0.0.1:3306/test".to_string(),
+    "2s",
+    std::time::Duration::from_secs(2)
+);
+#[cfg(feature = "mysql")]
+processes!(mysql_processes, mysql);

@@ -1,0 +1,305 @@
+//! `mysql://` (or `mariadb://`): MySQL / MariaDB user-level locks (`GET_LOCK`).
+//!
+//! ```text
+//! mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&ssl-mode=…]
+//! ```
+//!
+//! - **Keys**: the stored key (prefix + key) is the lock name. Names longer than the server
+//!   takes (MariaDB: 192 bytes, MySQL 8: 64 characters; the backend asks `VERSION()`) are
+//!   shortened by [`storage_key`](crate::key::storage_key)'s stable hashed form.
+//!   MariaDB compares lock names case-sensitively; MySQL 8 documents them as
+//!   case-insensitive, so on MySQL keys that differ only in case take the same lock
+//!   (they exclude each other; no two holders ever share one key).
+//! - **Sessions**: as for PostgreSQL (see [`session`](super::session)): the backend's own
+//!   connections, at most 8 holding any number of locks, one more per waiter while it
+//!   waits. `GET_LOCK` is re-entrant within a session; the backend refuses a second take of
+//!   a key it holds before asking the server, so re-entrancy never shows.
+//! - **Expiry**: enforced by the server through `SET SESSION wait_timeout`, kept at the
+//!   earliest deadline of the session's leases plus 0.5 s, rounded up to whole seconds
+//!   (the variable's unit): a stalled holder loses its locks up to 1.5 s after its ttl; a
+//!   holder that dies loses them at once. Use ttls of 2 s or more.
+//! - **Waiting**: `GET_LOCK(name, timeout)` waits in the server's queue, which hands the
+//!   lock to the oldest waiter on release.
+//! - **Fencing tokens**: on MariaDB, `NEXTVAL(lockattr_fence)` (a sequence, created on first
+//!   use: `CREATE SEQUENCE IF NOT EXISTS lockattr_fence;`) in the statement that takes the
+//!   lock. MySQL has no sequences: there, a one-row counter table
+//!   (`CREATE TABLE IF NOT EXISTS lockattr_fence_counter (id TINYINT PRIMARY KEY,
+//!   fence BIGINT UNSIGNED NOT NULL)`) is incremented with `LAST_INSERT_ID(fence + 1)` in a
+//!   second statement after a successful `GET_LOCK`.
+//! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+use super::session::{client_url, Dialect, SessionBackend};
+use crate::error::{BoxError, LockError};
+use crate::url::BackendUrl;
+
+/// The query parameters sqlx's MySQL driver reads, passed on to it.
+const CLIENT_PARAMS: &[&str] = &[
+    "ssl-mode",
+    "sslmode",
+    "ssl-ca",
+    "sslca",
+    "ssl-cert",
+    "sslcert",
+    "ssl-key",
+    "sslkey",
+    "charset",
+    "collation",
+    "socket",
+    "timezone",
+    "statement-cache-capacity",
+];
+
+/// MariaDB's longest lock name, in bytes.
+const MARIADB_MAX_NAME: usize = 192;
+/// MySQL 8's longest lock name (64 characters; 64 bytes are at most 64 characters).
+const MYSQL_MAX_NAME: usize = 64;
+
+/// Statements of the MySQL / MariaDB backend.
+pub(crate) struct MySql {
+    options: MySqlConnectOptions,
+    /// MariaDB: fencing tokens from a sequence; MySQL: from the counter table.
+    sequence: bool,
+}
+
+/// A session and the `wait_timeout` it was last given.
+pub(crate) struct MyConn {
+    conn: MySqlConnection,
+    wait_timeout: u64,
+}
+
+fn boxed(e: sqlx::Error) -> BoxError {
+    Box::new(e)
+}
+
+/// `wait_timeout` for an idle limit: whole seconds, rounded up, at least 1.
+fn wait_secs(idle: Duration) -> u64 {
+    idle.as_millis().div_ceil(1000).clamp(1, 31_536_000) as u64
+}
+
+impl MySql {
+    /// Sets the session's `wait_timeout` if it differs from what `idle` needs (a session
+    /// without leases keeps whatever it had: if the server closes it while idle, the next
+    /// take opens another).
+    async fn set_idle(&self, conn: &mut MyConn, idle: Option<Duration>) -> Result<(), BoxError> {
+        let Some(idle) = idle else {
+            return Ok(());
+        };
+        let secs = wait_secs(idle);
+        if conn.wait_timeout != secs {
+            // The value is a number formatted here, never user input.
+            sqlx::raw_sql(AssertSqlSafe(format!("SET SESSION wait_timeout = {secs}")))
+                .execute(&mut conn.conn)
+                .await
+                .map_err(boxed)?;
+            conn.wait_timeout = secs;
+        }
+        Ok(())
+    }
+
+    /// The next fencing token, after a successful `GET_LOCK`.
+    async fn next_fence(&self, conn: &mut MyConn) -> Result<u64, BoxError> {
+        if self.sequence {
+            let fence: i64 = sqlx::query_scalar("SELECT NEXTVAL(lockattr_fence)")
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(boxed)?;
+            return Ok(fence as u64);
+        }
+        let done = sqlx::query(
+            "UPDATE lockattr_fence_counter SET fence = LAST_INSERT_ID(fence + 1) WHERE id = 1",
+        )
+        .execute(&mut conn.conn)
+        .await
+        .map_err(boxed)?;
+        Ok(done.last_insert_id())
+    }
+
+    /// `GET_LOCK(key, wait)` and, if granted, the fencing token. An immediate take on
+    /// MariaDB does both in one statement. A wait does not: a statement that names the
+    /// sequence holds a metadata lock on it while it waits, which would stall DDL on it
+    /// (such as another process's `CREATE SEQUENCE IF NOT EXISTS`).
+    async fn lock(&self, conn: &mut MyConn, key: &str, wait: f64) -> Result<Option<u64>, BoxError> {
+        if self.sequence && wait == 0.0 {
+            let row = sqlx::query("SELECT IF(GET_LOCK(?, 0) = 1, NEXTVAL(lockattr_fence), NULL)")
+                .bind(key)
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(boxed)?;
+            let fence: Option<i64> = row.try_get(0).map_err(boxed)?;
+            return Ok(fence.map(|f| f as u64));
+        }
+        let row = sqlx::query("SELECT GET_LOCK(?, ?)")
+            .bind(key)
+            .bind(wait)
+            .fetch_one(&mut conn.conn)
+            .await
+            .map_err(boxed)?;
+        let got: Option<i64> = row.try_get(0).map_err(boxed)?;
+        if got != Some(1) {
+            return Ok(None);
+        }
+        Ok(Some(self.next_fence(conn).await?))
+    }
+}
+
+impl Dialect for MySql {
+    type Conn = MyConn;
+    type Key = String;
+
+    const KIND: &'static str = "mysql";
+
+    fn lock_key(&self, stored: &str) -> String {
+        stored.to_owned()
+    }
+
+    async fn connect(&self) -> Result<MyConn, BoxError> {
+        let conn = MySqlConnection::connect_with(&self.options)
+            .await
+            .map_err(boxed)?;
+        Ok(MyConn {
+            conn,
+            wait_timeout: 0,
+        })
+    }
+
+    async fn try_lock(
+        &self,
+        conn: &mut MyConn,
+        key: &String,
+        idle: Option<Duration>,
+    ) -> Result<Option<u64>, BoxError> {
+        self.set_idle(conn, idle).await?;
+        self.lock(conn, key, 0.0).await
+    }
+
+    async fn lock_wait(
+        &self,
+        conn: &mut MyConn,
+        key: &String,
+        wait: Duration,
+        idle: Option<Duration>,
+    ) -> Result<Option<u64>, BoxError> {
+        self.set_idle(conn, idle).await?;
+        self.lock(conn, key, wait.as_secs_f64()).await
+    }
+
+    async fn unlock(
+        &self,
+        conn: &mut MyConn,
+        keys: &[String],
+        idle: Option<Duration>,
+    ) -> Result<usize, BoxError> {
+        self.set_idle(conn, idle).await?;
+        let mut released = 0;
+        for key in keys {
+            let row = sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(key)
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(boxed)?;
+            let one: Option<i64> = row.try_get(0).map_err(boxed)?;
+            released += usize::from(one == Some(1));
+        }
+        Ok(released)
+    }
+
+    async fn ping(&self, conn: &mut MyConn, idle: Option<Duration>) -> Result<(), BoxError> {
+        self.set_idle(conn, idle).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut conn.conn)
+            .await
+            .map_err(boxed)?;
+        Ok(())
+    }
+}
+
+/// Creates the fencing sequence (MariaDB) or counter table (MySQL) if missing.
+async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), sqlx::Error> {
+    let name = if sequence {
+        "lockattr_fence"
+    } else {
+        "lockattr_fence_counter"
+    };
+    // Look before creating: `CREATE … IF NOT EXISTS` takes a metadata lock that waits for
+    // every running statement that uses the object.
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name = ?",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
+    if exists > 0 {
+        return Ok(());
+    }
+    if sequence {
+        sqlx::query("CREATE SEQUENCE IF NOT EXISTS lockattr_fence")
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS lockattr_fence_counter \
+             (id TINYINT PRIMARY KEY, fence BIGINT UNSIGNED NOT NULL) ENGINE = InnoDB",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("INSERT IGNORE INTO lockattr_fence_counter (id, fence) VALUES (1, 0)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens `mysql://…` / `mariadb://…`: checks the URL, connects once (an unreachable server
+/// is an error here), learns the server's name limit and creates the fencing sequence or
+/// table if missing.
+pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, LockError> {
+    let client = client_url(url, "mysql", CLIENT_PARAMS)?;
+    let failed = |e: sqlx::Error| LockError::backend(&url.redacted, None, e);
+    let options = MySqlConnectOptions::from_str(&client)
+        .map_err(|e| url.invalid(format!("not a MySQL URL: {e}")))?
+        .disable_statement_logging();
+    let conn = MySqlConnection::connect_with(&options)
+        .await
+        .map_err(failed)?;
+    let mut first = MyConn {
+        conn,
+        wait_timeout: 0,
+    };
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut first.conn)
+        .await
+        .map_err(failed)?;
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    ensure_fence(&mut first.conn, mariadb)
+        .await
+        .map_err(failed)?;
+    let max_name = if mariadb {
+        MARIADB_MAX_NAME
+    } else {
+        MYSQL_MAX_NAME
+    };
+    let dialect = MySql {
+        options,
+        sequence: mariadb,
+    };
+    Ok(SessionBackend::new(dialect, first, max_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_timeouts_are_whole_seconds_rounded_up() {
+        assert_eq!(wait_secs(Duration::from_millis(10)), 1);
+        assert_eq!(wait_secs(Duration::from_millis(2500)), 3);
+        assert_eq!(wait_secs(Duration::from_secs(30)), 30);
+    }
+}

@@ -1,0 +1,895 @@
+//! The shared machinery of the session-lock backends (`postgres://` advisory locks,
+//! `mysql://` `GET_LOCK`): a lock is a lock of a database session, so it lives exactly as
+//! long as that session and is released on it.
+//!
+//! # Sessions
+//!
+//! The backend owns its connections (never the user's pool). Held locks share them: a
+//! `try_acquire` goes to the least busy of at most [`MAX_HOSTING`] sessions (a new one is
+//! opened only while every open one is busy with a statement), so 1,000 concurrently held
+//! locks use at most 8 connections. A waiting acquire needs a session of its own for the
+//! wait, because the server parks the whole session in its lock queue: it takes an empty
+//! session of the pool, or opens one; once granted, that session joins the pool, which
+//! shrinks back to [`MAX_HOSTING`] as sessions become empty.
+//!
+//! Both servers' locks are re-entrant within one session. The backend therefore keeps an
+//! index of the keys it holds and refuses a second take of a held key before it reaches the
+//! server; a waiter waits on a session of its own, where the server's queue excludes it.
+//!
+//! # Expiry
+//!
+//! Each lease has a deadline (`ttl` after the server granted it, moved by `extend`). While
+//! the process runs, the session's keeper task unlocks a lease at its deadline. If the
+//! process stalls (or is cut off), the server ends it: every statement on a session also
+//! sets the session's idle limit (`idle_session_timeout` on PostgreSQL, `wait_timeout` on
+//! MySQL) to the time left until the earliest deadline of the leases on that session plus
+//! [`GRACE`], so a session left idle past that dies and its locks with it. Because the
+//! limit always follows the *earliest* deadline of the session, a lease is never kept by
+//! the server much past its own ttl because another lease on the same session is younger
+//! (at worst, a stall makes a later lease on the same session end early, reported as
+//! `Lost`, which is safe). The keeper also sends a heartbeat every [`HEARTBEAT`] while the
+//! session holds leases: it re-arms the limit and notices a killed session, which
+//! completes [`Backend::lost`] for every lease on it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
+use crate::error::BoxError;
+use crate::token::OwnerToken;
+
+/// The most sessions that host held locks in steady state.
+pub(crate) const MAX_HOSTING: usize = 8;
+
+/// How often a session that holds leases is checked (and its idle limit re-armed): a
+/// killed session is noticed within this.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long past a lease's deadline the server keeps a stalled holder's session: room for
+/// the keeper of a live process to unlock the lease first, so that an expired lease never
+/// takes the other leases of its session down with it.
+pub(crate) const GRACE: Duration = Duration::from_millis(500);
+
+/// One database's statements for session locks.
+pub(crate) trait Dialect: Send + Sync + Sized + 'static {
+    /// A connection: one session.
+    type Conn: Send + 'static;
+    /// The server's name for a lock.
+    type Key: Clone + Send + Sync + 'static;
+
+    /// The URL scheme, for messages.
+    const KIND: &'static str;
+
+    /// The server's lock for a stored key.
+    fn lock_key(&self, stored: &str) -> Self::Key;
+
+    /// Opens a session.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, BoxError>> + Send + '_;
+
+    /// Takes `key` if free; its fencing token if taken. `idle` is the session's idle limit
+    /// once the statement has run (`None`: the session holds nothing).
+    fn try_lock<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+        key: &'a Self::Key,
+        idle: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<u64>, BoxError>> + Send + 'a;
+
+    /// Waits in the server's queue for `key`, at most `wait`; its fencing token if taken.
+    fn lock_wait<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+        key: &'a Self::Key,
+        wait: Duration,
+        idle: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<u64>, BoxError>> + Send + 'a;
+
+    /// Releases `keys`; how many of them the session held.
+    fn unlock<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+        keys: &'a [Self::Key],
+        idle: Option<Duration>,
+    ) -> impl Future<Output = Result<usize, BoxError>> + Send + 'a;
+
+    /// A heartbeat that also sets the idle limit.
+    fn ping<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+        idle: Option<Duration>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + 'a;
+}
+
+/// A backend of session locks over a [`Dialect`].
+pub(crate) struct SessionBackend<D: Dialect> {
+    shared: Arc<Shared<D>>,
+    max_key_len: usize,
+}
+
+struct Shared<D: Dialect> {
+    dialect: D,
+    state: Mutex<State<D>>,
+    next_id: AtomicU64,
+}
+
+struct State<D: Dialect> {
+    sessions: HashMap<u64, Hosted<D>>,
+    /// Stored key → who holds it in this backend (or is asking the server for it).
+    index: HashMap<String, Entry>,
+    /// Sessions being opened for the pool.
+    connecting: usize,
+}
+
+struct Hosted<D: Dialect> {
+    session: Arc<Session<D>>,
+    leases: HashMap<String, Lease<D::Key>>,
+    /// Taken out of the pool for a wait in the server's queue.
+    reserved: bool,
+    last_used: Instant,
+}
+
+#[derive(Clone, Copy)]
+enum Entry {
+    Pending(OwnerToken),
+    Held { owner: OwnerToken, session: u64 },
+}
+
+struct Lease<K> {
+    owner: OwnerToken,
+    lock_key: K,
+    expires: Instant,
+}
+
+struct Session<D: Dialect> {
+    id: u64,
+    conn: tokio::sync::Mutex<Option<D::Conn>>,
+    busy: AtomicUsize,
+    dead: watch::Sender<bool>,
+    changed: Notify,
+}
+
+fn dead_session() -> BoxError {
+    "the database session was closed".into()
+}
+
+impl<D: Dialect> Shared<D> {
+    fn state(&self) -> MutexGuard<'_, State<D>> {
+        // Every update below is a few map operations that cannot panic half-way.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends a session: its leases are lost, its connection is dropped (the server frees
+    /// its locks when it sees the socket close).
+    fn kill(&self, session: &Session<D>, why: &str) {
+        let lost = {
+            let mut state = self.state();
+            let lost = match state.sessions.remove(&session.id) {
+                Some(hosted) => hosted.leases.into_keys().collect::<Vec<_>>(),
+                None => Vec::new(),
+            };
+            for key in &lost {
+                if matches!(state.index.get(key), Some(Entry::Held { session: s, .. }) if *s == session.id)
+                {
+                    state.index.remove(key);
+                }
+            }
+            lost
+        };
+        if !*session.dead.borrow() {
+            tracing::warn!(
+                backend = D::KIND,
+                session = session.id,
+                leases = lost.len(),
+                reason = why,
+                "database session ended; its locks are lost"
+            );
+        }
+        session.dead.send_replace(true);
+        session.changed.notify_one();
+        if let Ok(mut conn) = session.conn.try_lock() {
+            conn.take();
+        }
+    }
+
+    /// The idle limit of a session once its leases are `leases` plus one ending at `extra`.
+    fn idle_limit(
+        leases: &HashMap<String, Lease<D::Key>>,
+        extra: Option<Instant>,
+        now: Instant,
+    ) -> Option<Duration> {
+        leases
+            .values()
+            .map(|l| l.expires)
+            .chain(extra)
+            .min()
+            .map(|first| first.saturating_duration_since(now) + GRACE)
+    }
+
+    fn new_session(self: &Arc<Self>, conn: D::Conn, reserved: bool) -> Arc<Session<D>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session {
+            id,
+            conn: tokio::sync::Mutex::new(Some(conn)),
+            busy: AtomicUsize::new(0),
+            dead: watch::Sender::new(false),
+            changed: Notify::new(),
+        });
+        self.state().sessions.insert(
+            id,
+            Hosted {
+                session: session.clone(),
+                leases: HashMap::new(),
+                reserved,
+                last_used: Instant::now(),
+            },
+        );
+        tokio::spawn(keeper(Arc::downgrade(self), session.clone()));
+        session
+    }
+
+    /// The session a new lock goes to: the least busy one, or a new one while every open
+    /// one is busy and there are fewer than [`MAX_HOSTING`].
+    async fn pick(self: &Arc<Self>) -> Result<Arc<Session<D>>, BoxError> {
+        let chosen = {
+            let mut state = self.state();
+            let best = state
+                .sessions
+                .values()
+                .filter(|h| !h.reserved)
+                .min_by_key(|h| h.session.busy.load(Ordering::Relaxed))
+                .map(|h| h.session.clone());
+            let open = state.sessions.values().filter(|h| !h.reserved).count() + state.connecting;
+            match best {
+                Some(s) if s.busy.load(Ordering::Relaxed) == 0 || open >= MAX_HOSTING => Ok(s),
+                best => {
+                    state.connecting += 1;
+                    Err(best)
+                }
+            }
+        };
+        let fallback = match chosen {
+            Ok(session) => return Ok(session),
+            Err(fallback) => fallback,
+        };
+        let connecting = Connecting(self);
+        let connected = self.dialect.connect().await;
+        drop(connecting);
+        match connected {
+            Ok(conn) => Ok(self.new_session(conn, false)),
+            Err(e) => match fallback {
+                Some(session) => {
+                    tracing::warn!(backend = D::KIND, error = %e, "could not open another session; sharing one");
+                    Ok(session)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// An empty session for a wait, taken out of the pool, or a new one.
+    async fn reserve(self: &Arc<Self>) -> Result<Arc<Session<D>>, BoxError> {
+        {
+            let mut state = self.state();
+            if let Some(h) = state.sessions.values_mut().find(|h| {
+                !h.reserved && h.leases.is_empty() && h.session.busy.load(Ordering::Relaxed) == 0
+            }) {
+                h.reserved = true;
+                return Ok(h.session.clone());
+            }
+        }
+        let conn = self.dialect.connect().await?;
+        Ok(self.new_session(conn, true))
+    }
+
+    fn unreserve(&self, session: &Session<D>) {
+        if let Some(h) = self.state().sessions.get_mut(&session.id) {
+            h.reserved = false;
+        }
+        session.changed.notify_one();
+    }
+
+    /// Records a granted lease; `false` if the session died meanwhile.
+    fn record(
+        &self,
+        session: &Session<D>,
+        key: &str,
+        owner: OwnerToken,
+        lock_key: D::Key,
+        ttl: Duration,
+    ) -> bool {
+        let mut state = self.state();
+        let Some(hosted) = state.sessions.get_mut(&session.id) else {
+            return false;
+        };
+        hosted.leases.insert(
+            key.to_owned(),
+            Lease {
+                owner,
+                lock_key,
+                expires: Instant::now() + ttl,
+            },
+        );
+        hosted.last_used = Instant::now();
+        state.index.insert(
+            key.to_owned(),
+            Entry::Held {
+                owner,
+                session: session.id,
+            },
+        );
+        drop(state);
+        session.changed.notify_one();
+        true
+    }
+
+    fn touch(&self, session: &Session<D>) {
+        if let Some(h) = self.state().sessions.get_mut(&session.id) {
+            h.last_used = Instant::now();
+        }
+    }
+
+    async fn try_on(
+        self: &Arc<Self>,
+        session: &Arc<Session<D>>,
+        req: &Acquire<'_>,
+        lock_key: &D::Key,
+    ) -> Result<Option<u64>, BoxError> {
+        let _busy = Busy::new(session);
+        let mut conn = session.conn.lock().await;
+        let conn = conn.as_mut().ok_or_else(dead_session)?;
+        let idle = {
+            let state = self.state();
+            let hosted = state.sessions.get(&session.id).ok_or_else(dead_session)?;
+            let now = Instant::now();
+            Self::idle_limit(&hosted.leases, Some(now + req.ttl), now)
+        };
+        let flight = InFlight::new(self, session);
+        let got = self.dialect.try_lock(conn, lock_key, idle).await;
+        flight.land();
+        got
+    }
+
+    async fn try_acquire(self: &Arc<Self>, req: Acquire<'_>) -> BackendResult<Option<Granted>> {
+        let owner = *req.owner;
+        {
+            let mut state = self.state();
+            if state.index.contains_key(req.key) {
+                return Ok(None);
+            }
+            state
+                .index
+                .insert(req.key.to_owned(), Entry::Pending(owner));
+        }
+        let pending = PendingEntry {
+            shared: self,
+            key: req.key,
+            owner,
+        };
+        let lock_key = self.dialect.lock_key(req.key);
+        let mut attempt = 0;
+        loop {
+            let session = self.pick().await?;
+            match self.try_on(&session, &req, &lock_key).await {
+                Ok(None) => {
+                    self.touch(&session);
+                    return Ok(None);
+                }
+                Ok(Some(fence)) => {
+                    drop(pending);
+                    if self.record(&session, req.key, owner, lock_key.clone(), req.ttl) {
+                        return Ok(Some(Granted { fence }));
+                    }
+                    return Err(dead_session());
+                }
+                Err(e) => {
+                    self.kill(&session, &e.to_string());
+                    attempt += 1;
+                    // A pooled session may have been closed by the server while idle (a
+                    // restart, an operator): one more try on a fresh one.
+                    if attempt == 2 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn acquire_until(
+        self: &Arc<Self>,
+        req: Acquire<'_>,
+        deadline: Instant,
+    ) -> BackendResult<Option<Granted>> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait < Duration::from_millis(1) {
+            return self.try_acquire(req).await;
+        }
+        let lock_key = self.dialect.lock_key(req.key);
+        let session = self.reserve().await?;
+        let got = {
+            let _busy = Busy::new(&session);
+            let mut conn = session.conn.lock().await;
+            let Some(conn) = conn.as_mut() else {
+                return Err(dead_session());
+            };
+            let flight = InFlight::new(self, &session);
+            let idle = Some(req.ttl + GRACE);
+            // The server bounds the wait; this bounds a server that does not answer.
+            let got = tokio::time::timeout(
+                wait + Duration::from_secs(5),
+                self.dialect.lock_wait(conn, &lock_key, wait, idle),
+            )
+            .await
+            .unwrap_or_else(|_| Err("the server did not end the wait in time".into()));
+            flight.land();
+            got
+        };
+        match got {
+            Ok(Some(fence)) => {
+                let recorded = self.record(&session, req.key, *req.owner, lock_key, req.ttl);
+                self.unreserve(&session);
+                if recorded {
+                    Ok(Some(Granted { fence }))
+                } else {
+                    Err(dead_session())
+                }
+            }
+            Ok(None) => {
+                self.unreserve(&session);
+                Ok(None)
+            }
+            Err(e) => {
+                self.kill(&session, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes a live lease of `owner` out of the books: the session that holds it.
+    fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<TakenLease<D>> {
+        let mut state = self.state();
+        let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
+            return None;
+        };
+        if o != *owner {
+            return None;
+        }
+        let now = Instant::now();
+        let hosted = state.sessions.get_mut(&session)?;
+        if hosted.leases.get(key).is_none_or(|l| l.expires <= now) {
+            // Expired: the keeper unlocks it.
+            return None;
+        }
+        let lease = hosted.leases.remove(key)?;
+        let idle = Self::idle_limit(&hosted.leases, None, now);
+        let session = hosted.session.clone();
+        state.index.remove(key);
+        Some((session, lease.lock_key, idle))
+    }
+
+    async fn release(self: &Arc<Self>, key: &str, owner: &OwnerToken) -> BackendResult<bool> {
+        let Some((session, lock_key, idle)) = self.take_lease(key, owner) else {
+            return Ok(false);
+        };
+        let _busy = Busy::new(&session);
+        let mut conn = session.conn.lock().await;
+        let Some(conn) = conn.as_mut() else {
+            return Ok(false);
+        };
+        let flight = InFlight::new(self, &session);
+        let released = self
+            .dialect
+            .unlock(conn, std::slice::from_ref(&lock_key), idle)
+            .await;
+        flight.land();
+        match released {
+            Ok(n) => {
+                self.touch(&session);
+                session.changed.notify_one();
+                Ok(n == 1)
+            }
+            Err(e) => {
+                // The session is gone or unusable: closing it frees the lock; the lease
+                // may have ended before the release, so it is not reported as held.
+                self.kill(&session, &e.to_string());
+                Ok(false)
+            }
+        }
+    }
+
+    async fn extend(
+        self: &Arc<Self>,
+        key: &str,
+        owner: &OwnerToken,
+        ttl: Duration,
+    ) -> BackendResult<bool> {
+        let (session, idle) = {
+            let mut state = self.state();
+            let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
+                return Ok(false);
+            };
+            let now = Instant::now();
+            let Some(hosted) = state.sessions.get_mut(&session) else {
+                return Ok(false);
+            };
+            match hosted.leases.get_mut(key) {
+                Some(lease) if o == *owner && lease.owner == *owner && lease.expires > now => {
+                    lease.expires = now + ttl;
+                }
+                _ => return Ok(false),
+            }
+            (
+                hosted.session.clone(),
+                Self::idle_limit(&hosted.leases, None, now),
+            )
+        };
+        let _busy = Busy::new(&session);
+        let mut conn = session.conn.lock().await;
+        let Some(conn) = conn.as_mut() else {
+            return Ok(false);
+        };
+        let flight = InFlight::new(self, &session);
+        let pinged = self.dialect.ping(conn, idle).await;
+        flight.land();
+        match pinged {
+            Ok(()) => {
+                self.touch(&session);
+                session.changed.notify_one();
+                Ok(true)
+            }
+            Err(e) => {
+                self.kill(&session, &e.to_string());
+                Ok(false)
+            }
+        }
+    }
+
+    fn lost(&self, key: &str, owner: &OwnerToken) -> BoxFuture<'static, ()> {
+        let dead = {
+            let state = self.state();
+            match state.index.get(key) {
+                Some(Entry::Held { owner: o, session }) if o == owner => state
+                    .sessions
+                    .get(session)
+                    .map(|h| h.session.dead.subscribe()),
+                _ => None,
+            }
+        };
+        Box::pin(async move {
+            if let Some(mut dead) = dead {
+                // An error means the session is dropped: gone as well.
+                let _ = dead.wait_for(|d| *d).await;
+            }
+        })
+    }
+}
+
+/// A session being opened for the pool, counted until it is open or given up.
+struct Connecting<'a, D: Dialect>(&'a Shared<D>);
+
+impl<D: Dialect> Drop for Connecting<'_, D> {
+    fn drop(&mut self) {
+        self.0.state().connecting -= 1;
+    }
+}
+
+/// A lease taken out of the books for its release: its session, the server's lock, and
+/// the session's idle limit once it is gone.
+type TakenLease<D> = (Arc<Session<D>>, <D as Dialect>::Key, Option<Duration>);
+
+/// Counts a statement waiting for or running on a session (for [`Shared::pick`]).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new<D: Dialect>(session: &'a Session<D>) -> Self {
+        session.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(&session.busy)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A statement in flight: if its future is dropped before the answer (the caller gave
+/// up), the session's state is unknown (a lock may have been granted to nobody), so the
+/// session is closed.
+struct InFlight<'a, D: Dialect> {
+    shared: &'a Shared<D>,
+    session: &'a Session<D>,
+    landed: bool,
+}
+
+impl<'a, D: Dialect> InFlight<'a, D> {
+    fn new(shared: &'a Shared<D>, session: &'a Session<D>) -> Self {
+        InFlight {
+            shared,
+            session,
+            landed: false,
+        }
+    }
+
+    fn land(mut self) {
+        self.landed = true;
+    }
+}
+
+impl<D: Dialect> Drop for InFlight<'_, D> {
+    fn drop(&mut self) {
+        if !self.landed {
+            self.shared
+                .kill(self.session, "a statement was abandoned half-way");
+        }
+    }
+}
+
+/// The index entry of a `try_acquire` on its way to the server, removed however it ends.
+struct PendingEntry<'a, D: Dialect> {
+    shared: &'a Shared<D>,
+    key: &'a str,
+    owner: OwnerToken,
+}
+
+impl<D: Dialect> Drop for PendingEntry<'_, D> {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        if matches!(state.index.get(self.key), Some(Entry::Pending(o)) if *o == self.owner) {
+            state.index.remove(self.key);
+        }
+    }
+}
+
+/// A session's background task: unlocks leases at their deadline, sends heartbeats while
+/// the session holds leases, and closes surplus empty sessions. Ends with the session or
+/// the backend.
+async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
+    let mut dead = session.dead.subscribe();
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let changed = session.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if *dead.borrow() {
+            session.conn.lock().await.take();
+            return;
+        }
+        let (wake, holds, surplus) = {
+            let state = strong.state();
+            let Some(hosted) = state.sessions.get(&session.id) else {
+                drop(state);
+                strong.kill(&session, "removed from the pool");
+                continue;
+            };
+            let first = hosted.leases.values().map(|l| l.expires).min();
+            let hosting = state.sessions.values().filter(|h| !h.reserved).count();
+            let surplus = first.is_none() && !hosted.reserved && hosting > MAX_HOSTING;
+            let wake = first.map(|first| first.min(hosted.last_used + HEARTBEAT));
+            (wake, first.is_some(), surplus)
+        };
+        if surplus {
+            tracing::debug!(
+                backend = D::KIND,
+                session = session.id,
+                "closing a surplus empty session"
+            );
+            strong.state().sessions.remove(&session.id);
+            session.dead.send_replace(true);
+            session.conn.lock().await.take();
+            return;
+        }
+        drop(strong);
+        match wake {
+            Some(wake) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake.into()) => {}
+                    _ = &mut changed => continue,
+                    _ = dead.changed() => continue,
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = &mut changed => continue,
+                    _ = dead.changed() => continue,
+                }
+            }
+        }
+        if !holds {
+            continue;
+        }
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        tend(&strong, &session).await;
+    }
+}
+
+/// Unlocks the session's expired leases, or sends a heartbeat if it has been idle.
+async fn tend<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
+    let _busy = Busy::new(session);
+    let mut conn = session.conn.lock().await;
+    let Some(conn) = conn.as_mut() else {
+        return;
+    };
+    let now = Instant::now();
+    let (expired, idle, beat) = {
+        let mut state = shared.state();
+        let Some(hosted) = state.sessions.get_mut(&session.id) else {
+            return;
+        };
+        let expired_keys: Vec<String> = hosted
+            .leases
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut expired = Vec::with_capacity(expired_keys.len());
+        for key in &expired_keys {
+            if let Some(lease) = hosted.leases.remove(key) {
+                expired.push(lease.lock_key);
+            }
+        }
+        let idle = Shared::<D>::idle_limit(&hosted.leases, None, now);
+        let beat = now >= hosted.last_used + HEARTBEAT;
+        for key in &expired_keys {
+            if matches!(state.index.get(key), Some(Entry::Held { session: s, .. }) if *s == session.id)
+            {
+                state.index.remove(key);
+            }
+        }
+        (expired, idle, beat)
+    };
+    let result = if !expired.is_empty() {
+        tracing::debug!(
+            backend = D::KIND,
+            session = session.id,
+            count = expired.len(),
+            "unlocking expired leases"
+        );
+        shared.dialect.unlock(conn, &expired, idle).await.map(drop)
+    } else if beat {
+        shared.dialect.ping(conn, idle).await
+    } else {
+        return;
+    };
+    match result {
+        Ok(()) => shared.touch(session),
+        Err(e) => shared.kill(session, &e.to_string()),
+    }
+}
+
+impl<D: Dialect> SessionBackend<D> {
+    /// A backend over `dialect`, with `first` as its first pooled session (opened by the
+    /// caller to check that the server answers).
+    pub(crate) fn new(dialect: D, first: D::Conn, max_key_len: usize) -> Self {
+        let shared = Arc::new(Shared {
+            dialect,
+            state: Mutex::new(State {
+                sessions: HashMap::new(),
+                index: HashMap::new(),
+                connecting: 0,
+            }),
+            next_id: AtomicU64::new(0),
+        });
+        shared.new_session(first, false);
+        SessionBackend {
+            shared,
+            max_key_len,
+        }
+    }
+}
+
+impl<D: Dialect> Drop for SessionBackend<D> {
+    fn drop(&mut self) {
+        // The keepers close their sessions (and so free the server's locks) and end.
+        let state = self.shared.state();
+        for hosted in state.sessions.values() {
+            hosted.session.dead.send_replace(true);
+        }
+    }
+}
+
+impl<D: Dialect> Backend for SessionBackend<D> {
+    fn kind(&self) -> &'static str {
+        D::KIND
+    }
+
+    fn max_key_len(&self) -> usize {
+        self.max_key_len
+    }
+
+    fn supports(&self, capability: Capability) -> bool {
+        // A session lock dies with the process that holds it: `min_hold` cannot outlive it.
+        !matches!(capability, Capability::MinHold)
+    }
+
+    fn try_acquire<'a>(
+        &'a self,
+        req: Acquire<'a>,
+    ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
+        Box::pin(self.shared.try_acquire(req))
+    }
+
+    fn acquire_until<'a>(
+        &'a self,
+        req: Acquire<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
+        Box::pin(self.shared.acquire_until(req, deadline))
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        keep_for: Duration,
+    ) -> BoxFuture<'a, BackendResult<bool>> {
+        // `supports(MinHold)` is false, so `keep_for` is always zero here.
+        let _ = keep_for;
+        Box::pin(self.shared.release(key, owner))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, BackendResult<bool>> {
+        Box::pin(self.shared.extend(key, owner, ttl))
+    }
+
+    fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
+        self.shared.lost(key, owner)
+    }
+}
+
+/// The parameters lockattr itself reads from a session backend's URL.
+pub(crate) const OWN_PARAMS: &[&str] = &["prefix", "mode"];
+
+/// Checks a session backend URL's parameters (`client`: those its sqlx driver reads) and
+/// `?mode=`, and rebuilds the URL for sqlx without lockattr's own parameters.
+pub(crate) fn client_url(
+    url: &crate::url::BackendUrl,
+    scheme: &str,
+    client: &[&str],
+) -> Result<String, crate::LockError> {
+    let known: Vec<&str> = OWN_PARAMS.iter().chain(client).copied().collect();
+    url.check_params(&known)?;
+    match url.params.get("mode").map(String::as_str) {
+        None | Some("session") => {}
+        Some(other) => {
+            return Err(url.invalid(format!(
+                "unknown `mode={other}`: this build of the `{}` backend takes `mode=session` \
+                 (session locks, the default)",
+                url.scheme
+            )))
+        }
+    }
+    let mut out = format!("{scheme}://{}", url.rest);
+    let mut sep = '?';
+    for (k, v) in url
+        .params
+        .iter()
+        .filter(|(k, _)| !OWN_PARAMS.contains(&k.as_str()))
+    {
+        out.push(sep);
+        sep = '&';
+        out.push_str(k);
+        out.push('=');
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    Ok(out)
+}
