@@ -409,44 +409,59 @@ impl<D: Dialect> Shared<D> {
             return self.try_acquire(req).await;
         }
         let lock_key = self.dialect.lock_key(req.key);
-        let session = self.reserve().await?;
-        let got = {
-            let _busy = Busy::new(&session);
-            let mut conn = session.conn.lock().await;
-            let Some(conn) = conn.as_mut() else {
-                return Err(dead_session());
-            };
-            let flight = InFlight::new(self, &session);
-            let idle = Some(req.ttl + GRACE);
-            // The server bounds the wait; this bounds a server that does not answer.
-            let got = tokio::time::timeout(
-                wait + Duration::from_secs(5),
-                self.dialect.lock_wait(conn, &lock_key, wait, idle),
-            )
-            .await
-            .unwrap_or_else(|_| Err("the server did not end the wait in time".into()));
-            flight.land();
-            got
-        };
-        match got {
-            Ok(Some(fence)) => {
-                let recorded = self.record(&session, req.key, *req.owner, lock_key, req.ttl);
-                self.unreserve(&session);
-                if recorded {
-                    Ok(Some(Granted { fence }))
-                } else {
-                    Err(dead_session())
+        let mut attempt = 0;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let session = self.reserve().await?;
+            match self.wait_on(&session, &req, &lock_key, wait).await {
+                Ok(Some(fence)) => {
+                    let recorded =
+                        self.record(&session, req.key, *req.owner, lock_key.clone(), req.ttl);
+                    self.unreserve(&session);
+                    return match recorded {
+                        true => Ok(Some(Granted { fence })),
+                        false => Err(dead_session()),
+                    };
+                }
+                Ok(None) => {
+                    self.unreserve(&session);
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.kill(&session, &e.to_string());
+                    attempt += 1;
+                    // As for `try_acquire`: a pooled session may have been closed while idle.
+                    if attempt == 2 || Instant::now() >= deadline {
+                        return Err(e);
+                    }
                 }
             }
-            Ok(None) => {
-                self.unreserve(&session);
-                Ok(None)
-            }
-            Err(e) => {
-                self.kill(&session, &e.to_string());
-                Err(e)
-            }
         }
+    }
+
+    /// Waits for the key in the server's queue on a reserved session.
+    async fn wait_on(
+        self: &Arc<Self>,
+        session: &Arc<Session<D>>,
+        req: &Acquire<'_>,
+        lock_key: &D::Key,
+        wait: Duration,
+    ) -> Result<Option<u64>, BoxError> {
+        let _busy = Busy::new(session);
+        let mut conn = session.conn.lock().await;
+        let conn = conn.as_mut().ok_or_else(dead_session)?;
+        let flight = InFlight::new(self, session);
+        let idle = Some(req.ttl + GRACE);
+        // The server bounds the wait; this bounds a server that does not answer.
+        let got = tokio::time::timeout(
+            wait + Duration::from_secs(5),
+            self.dialect
+                .lock_wait(conn, lock_key, wait.max(Duration::from_millis(1)), idle),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the server did not end the wait in time".into()));
+        flight.land();
+        got
     }
 
     /// Takes a live lease of `owner` out of the books: the session that holds it.

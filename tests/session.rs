@@ -1,0 +1,409 @@
+//! Faults of the session-lock backends (`postgres://`, `mysql://`) on real servers: a
+//! session killed under a running body, every session of a backend killed between two
+//! acquisitions, the server-side key mapping, and how many connections 1,000 held locks
+//! use. An unreachable server fails these tests; it never skips them.
+//!
+//! The servers are driven from outside through their command-line clients (`psql`,
+//! `mariadb`), as an operator would, and each backend under test is told apart from the
+//! others by its PostgreSQL `application_name` or its MariaDB database.
+
+mod suite;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lockattr::{distributed_lock, LockError, Locks};
+use suite::{block_on, unique};
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MY: &str = "mysql://root@127.0.0.1:3306";
+
+/// Runs one statement with `psql` and returns its unaligned output.
+fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-XAtc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs statements with the `mariadb` client (database `test`) and returns its output.
+fn mariadb(sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "--protocol=tcp",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "test",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("mariadb runs");
+    assert!(
+        out.status.success(),
+        "mariadb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A PostgreSQL URL whose sessions carry `app` as their `application_name`.
+fn pg_url(app: &str) -> String {
+    format!("{PG}?application_name={app}")
+}
+
+/// A MariaDB URL on a database of its own (created here), so its sessions can be found.
+fn my_url(db: &str) -> String {
+    mariadb(&format!("CREATE DATABASE IF NOT EXISTS {db}"));
+    format!("{MY}/{db}")
+}
+
+fn pg_sessions(app: &str) -> usize {
+    psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
+fn my_sessions(db: &str) -> usize {
+    mariadb(&format!(
+        "SELECT COUNT(*) FROM information_schema.processlist WHERE db = '{db}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
+/// Terminates every session of the backend named by `app`; how many there were.
+fn pg_kill_all(app: &str) -> usize {
+    psql(&format!(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = '{app}') t"
+    ))
+    .parse()
+    .unwrap()
+}
+
+/// Kills every session on database `db`; how many there were.
+fn my_kill_all(db: &str) -> usize {
+    let ids = mariadb(&format!(
+        "SELECT id FROM information_schema.processlist WHERE db = '{db}'"
+    ));
+    let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+    for id in &ids {
+        // A session may end by itself meanwhile: ignore the error for that one.
+        let _ = Command::new("mariadb")
+            .args([
+                "--protocol=tcp",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+                "-e",
+                &format!("KILL {id}"),
+            ])
+            .output();
+    }
+    ids.len()
+}
+
+async fn connect(url: &str) -> Locks {
+    lockattr::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+// ---- a killed session gives Lost to the body --------------------------------------------
+
+static PG_BODY_FINISHED: AtomicBool = AtomicBool::new(false);
+static MY_BODY_FINISHED: AtomicBool = AtomicBool::new(false);
+
+#[distributed_lock(
+    key = "killed:<id>",
+    ttl = "30s",
+    on_conflict = "error",
+    backend = "pg-kill"
+)]
+async fn pg_long_body(
+    id: &str,
+    started: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), LockError> {
+    let _ = started.send(());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    PG_BODY_FINISHED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+#[distributed_lock(
+    key = "killed:<id>",
+    ttl = "30s",
+    on_conflict = "error",
+    backend = "my-kill"
+)]
+async fn my_long_body(
+    id: &str,
+    started: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), LockError> {
+    let _ = started.send(());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    MY_BODY_FINISHED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Kills the sessions under a running body with `kill`; the call must end with `Lost`
+/// within a few heartbeats, and the key must be free for another instance.
+async fn killed_session_is_lost<F, Fut>(
+    url: &str,
+    call: F,
+    kill: impl Fn() -> usize,
+    done: &AtomicBool,
+) where
+    F: FnOnce(String, tokio::sync::oneshot::Sender<()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), LockError>> + Send + 'static,
+{
+    let id = unique("k");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn(call(id.clone(), tx));
+    rx.await.unwrap();
+    let killed_at = Instant::now();
+    assert!(kill() > 0, "no session to kill");
+    let e = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the body was not stopped after its session was killed")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    assert!(!done.load(Ordering::SeqCst), "the body ran to its end");
+    eprintln!("lost noticed {:?} after the kill", killed_at.elapsed());
+    let other = connect(url).await;
+    let taken = other
+        .lock(format!("killed:{id}"))
+        .ttl(Duration::from_secs(30))
+        .acquire(Duration::from_secs(5))
+        .await
+        .expect("the killed session's lock is free");
+    taken.release().await.unwrap();
+}
+
+#[test]
+fn postgres_terminated_session_gives_lost() {
+    block_on(async {
+        let app = "lockattr-test-kill";
+        lockattr::set_named("pg-kill", connect(&pg_url(app)).await).unwrap();
+        killed_session_is_lost(
+            &pg_url("lockattr-test-kill-other"),
+            |id, tx| async move { pg_long_body(&id, tx).await },
+            || pg_kill_all(app),
+            &PG_BODY_FINISHED,
+        )
+        .await;
+    });
+}
+
+#[test]
+fn mysql_killed_session_gives_lost() {
+    block_on(async {
+        let db = "lockattr_test_kill";
+        lockattr::set_named("my-kill", connect(&my_url(db)).await).unwrap();
+        killed_session_is_lost(
+            &my_url("lockattr_test_kill_other"),
+            |id, tx| async move { my_long_body(&id, tx).await },
+            || my_kill_all(db),
+            &MY_BODY_FINISHED,
+        )
+        .await;
+    });
+}
+
+// ---- losing every connection does not need a restart ------------------------------------
+
+/// Holds a lock, kills every session of the backend, then: the old guard reports `Lost`,
+/// and the same handle takes locks again (try and wait) on new sessions.
+async fn recovers_after_losing_every_session(url: &str, kill: impl Fn() -> usize) {
+    let locks = connect(url).await;
+    let key = unique("recover");
+    let held = locks
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kill() > 0);
+    // The server needs a moment to end the sessions.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = held.release().await.unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    // The handle's pooled sessions are all gone: the next take opens a new one.
+    let again = locks
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .expect("the handle recovers without a restart")
+        .expect("the key is free");
+    again.release().await.unwrap();
+    kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waited = locks
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .acquire(Duration::from_secs(2))
+        .await
+        .expect("waiting recovers too");
+    waited.release().await.unwrap();
+}
+
+#[test]
+fn postgres_recovers_after_losing_every_session() {
+    block_on(async {
+        let app = "lockattr-test-recover";
+        recovers_after_losing_every_session(&pg_url(app), || pg_kill_all(app)).await;
+    });
+}
+
+#[test]
+fn mysql_recovers_after_losing_every_session() {
+    block_on(async {
+        let db = "lockattr_test_recover";
+        recovers_after_losing_every_session(&my_url(db), || my_kill_all(db)).await;
+    });
+}
+
+// ---- the server-side key mapping is the documented one ----------------------------------
+
+/// The advisory lock PostgreSQL shows for a fixed key is the first 8 bytes of the SHA-256
+/// of the stored key (`printf %s lockattr:session-test:stable | sha256sum`): a release
+/// that changed it would let two versions of a program hold "the same" lock at once.
+#[test]
+fn postgres_key_mapping_is_stable() {
+    block_on(async {
+        let app = "lockattr-test-mapping";
+        let locks = connect(&pg_url(app)).await;
+        let guard = locks
+            .lock("session-test:stable")
+            .ttl(Duration::from_secs(30))
+            .acquire(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let shown = psql(&format!(
+            "SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l \
+             JOIN pg_stat_activity a USING (pid) \
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND a.application_name = '{app}'"
+        ));
+        let expected = u64::from_str_radix("219636c661e83e35", 16).unwrap() as i64;
+        assert_eq!(
+            lockattr::backend::postgres::advisory_key("lockattr:session-test:stable"),
+            expected
+        );
+        assert_eq!(shown, (expected as u64).to_string());
+        guard.release().await.unwrap();
+    });
+}
+
+/// MariaDB shows the stored key itself as the lock name.
+#[test]
+fn mysql_lock_names_are_the_stored_keys() {
+    block_on(async {
+        let locks = connect(&my_url("lockattr_test_mapping")).await;
+        let key = unique("mapping");
+        let guard = locks
+            .lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap();
+        let used = mariadb(&format!(
+            "SELECT IS_USED_LOCK('lockattr:{key}') IS NOT NULL"
+        ));
+        assert_eq!(used, "1");
+        guard.release().await.unwrap();
+        let used = mariadb(&format!(
+            "SELECT IS_USED_LOCK('lockattr:{key}') IS NOT NULL"
+        ));
+        assert_eq!(used, "0");
+    });
+}
+
+// ---- 1,000 held locks use at most 8 connections -----------------------------------------
+
+/// Takes 1,000 locks at once on one handle and counts the server's sessions of it.
+async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> usize) {
+    let locks = connect(url).await;
+    let base = unique("many");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let (locks, key) = (locks.clone(), format!("{base}:{i}"));
+        tasks.spawn(async move {
+            locks
+                .lock(key)
+                .ttl(Duration::from_secs(60))
+                .try_acquire()
+                .await
+                .unwrap()
+                .expect("a free key is taken")
+        });
+    }
+    let mut guards = Vec::new();
+    while let Some(guard) = tasks.join_next().await {
+        guards.push(guard.unwrap());
+    }
+    assert_eq!(guards.len(), 1000);
+    let sessions = count();
+    eprintln!("1000 held locks: {sessions} connections");
+    assert!(sessions <= 8, "1000 held locks use {sessions} connections");
+    // They are really held: another instance finds them taken.
+    let other = connect(url).await;
+    for i in [0, 499, 999] {
+        assert!(other
+            .lock(format!("{base}:{i}"))
+            .ttl(Duration::from_secs(5))
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none());
+    }
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+}
+
+#[test]
+fn postgres_thousand_locks_use_at_most_eight_connections() {
+    block_on(async {
+        let app = "lockattr-test-many";
+        thousand_locks_use_few_connections(&pg_url(app), || pg_sessions(app)).await;
+    });
+}
+
+#[test]
+fn mysql_thousand_locks_use_at_most_eight_connections() {
+    block_on(async {
+        let db = "lockattr_test_many";
+        let url = my_url(db);
+        thousand_locks_use_few_connections(&url, || my_sessions(db)).await;
+    });
+}
