@@ -180,7 +180,14 @@ impl<D: Dialect> Shared<D> {
             }
             lost
         };
-        if !*session.dead.borrow() {
+        if !*session.dead.borrow() && lost.is_empty() {
+            tracing::debug!(
+                backend = D::KIND,
+                session = session.id,
+                reason = why,
+                "an empty database session ended"
+            );
+        } else if !*session.dead.borrow() {
             tracing::warn!(
                 backend = D::KIND,
                 session = session.id,
