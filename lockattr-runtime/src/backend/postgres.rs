@@ -235,6 +235,19 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
     }
     let dialect = Postgres { options };
     let mut first = dialect.connect().await.map_err(failed)?;
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&mut first)
+        .await
+        .map_err(|e| failed(boxed(e)))?;
+    if version < 140_000 {
+        return Err(failed(
+            format!(
+                "PostgreSQL {version} is too old: session locks need `idle_session_timeout` \
+                 (PostgreSQL 14 or later) for the server to end a stalled holder's locks"
+            )
+            .into(),
+        ));
+    }
     ensure_sequence(&mut first)
         .await
         .map_err(|e| failed(boxed(e)))?;

@@ -30,6 +30,14 @@
 //! `Lost`, which is safe). The keeper also sends a heartbeat every [`HEARTBEAT`] while the
 //! session holds leases: it re-arms the limit and notices a killed session, which
 //! completes [`Backend::lost`] for every lease on it.
+//!
+//! # Cancellation
+//!
+//! Statements on a shared session run in tasks of their own: a caller that gives up (a
+//! dropped future, a timeout) does not cut a statement off half-way, which would leave
+//! the session in an unknown state and force closing it with every lock it holds. A lock
+//! granted to a `try_acquire` whose caller has gone is given back at once. A wait in the
+//! server's queue runs on a session of its own and is simply closed when abandoned.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -836,7 +844,25 @@ impl<D: Dialect> Backend for SessionBackend<D> {
         &'a self,
         req: Acquire<'a>,
     ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
-        Box::pin(self.shared.try_acquire(req))
+        let shared = self.shared.clone();
+        let (key, owner, ttl) = (req.key.to_owned(), *req.owner, req.ttl);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Detached (see `detached`); a lease nobody waits for any more is given back.
+        tokio::spawn(async move {
+            let req = Acquire {
+                key: &key,
+                owner: &owner,
+                ttl,
+            };
+            let result = shared.try_acquire(req).await;
+            if let Err(Ok(Some(_))) = tx.send(result) {
+                let _ = shared.release(&key, &owner).await;
+            }
+        });
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the lock task ended without an answer".into()))
+        })
     }
 
     fn acquire_until<'a>(
@@ -855,7 +881,9 @@ impl<D: Dialect> Backend for SessionBackend<D> {
     ) -> BoxFuture<'a, BackendResult<bool>> {
         // `supports(MinHold)` is false, so `keep_for` is always zero here.
         let _ = keep_for;
-        Box::pin(self.shared.release(key, owner))
+        let shared = self.shared.clone();
+        let (key, owner) = (key.to_owned(), *owner);
+        detached(async move { shared.release(&key, &owner).await })
     }
 
     fn extend<'a>(
@@ -864,12 +892,28 @@ impl<D: Dialect> Backend for SessionBackend<D> {
         owner: &'a OwnerToken,
         ttl: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>> {
-        Box::pin(self.shared.extend(key, owner, ttl))
+        let shared = self.shared.clone();
+        let (key, owner) = (key.to_owned(), *owner);
+        detached(async move { shared.extend(&key, &owner, ttl).await })
     }
 
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         self.shared.lost(key, owner)
     }
+}
+
+/// Runs a statement on a shared session in a task of its own. Dropping the caller's
+/// future (a `select!`, a timeout around `extend`) then does not cut a statement off
+/// half-way, which would leave the session in an unknown state and force closing it,
+/// losing every other lock it holds.
+fn detached<T: Send + 'static>(
+    work: impl Future<Output = BackendResult<T>> + Send + 'static,
+) -> BoxFuture<'static, BackendResult<T>> {
+    let task = tokio::spawn(work);
+    Box::pin(async move {
+        task.await
+            .unwrap_or_else(|e| Err(format!("the lock task failed: {e}").into()))
+    })
 }
 
 /// The parameters lockattr itself reads from a session backend's URL.
