@@ -139,6 +139,8 @@ struct Hosted<D: Dialect> {
     /// Taken out of the pool for a wait in the server's queue.
     reserved: bool,
     last_used: Instant,
+    /// When the keeper will next look at the session by itself (`None`: not until told).
+    keeper_wake: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -226,6 +228,18 @@ impl<D: Dialect> Shared<D> {
     }
 
     fn new_session(self: &Arc<Self>, conn: D::Conn, reserved: bool) -> Arc<Session<D>> {
+        self.add_session(conn, reserved, None)
+    }
+
+    /// Adds an open session to the books; `connecting` (the pool's count of sessions being
+    /// opened) is settled in the same critical section, so that no `pick` in between
+    /// sees one session too few and opens a ninth.
+    fn add_session(
+        self: &Arc<Self>,
+        conn: D::Conn,
+        reserved: bool,
+        connecting: Option<Connecting<'_, D>>,
+    ) -> Arc<Session<D>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Arc::new(Session {
             id,
@@ -234,15 +248,22 @@ impl<D: Dialect> Shared<D> {
             dead: watch::Sender::new(false),
             changed: Notify::new(),
         });
-        self.state().sessions.insert(
-            id,
-            Hosted {
-                session: session.clone(),
-                leases: HashMap::new(),
-                reserved,
-                last_used: Instant::now(),
-            },
-        );
+        {
+            let mut state = self.state();
+            state.sessions.insert(
+                id,
+                Hosted {
+                    session: session.clone(),
+                    leases: HashMap::new(),
+                    reserved,
+                    last_used: Instant::now(),
+                    keeper_wake: None,
+                },
+            );
+            if let Some(connecting) = connecting {
+                connecting.settle(&mut state);
+            }
+        }
         tokio::spawn(keeper(Arc::downgrade(self), session.clone()));
         session
     }
@@ -271,11 +292,9 @@ impl<D: Dialect> Shared<D> {
             Ok(session) => return Ok(session),
             Err(fallback) => fallback,
         };
-        let connecting = Connecting(self);
-        let connected = self.dialect.connect().await;
-        drop(connecting);
-        match connected {
-            Ok(conn) => Ok(self.new_session(conn, false)),
+        let connecting = Connecting(Some(self));
+        match self.dialect.connect().await {
+            Ok(conn) => Ok(self.add_session(conn, false, Some(connecting))),
             Err(e) => match fallback {
                 Some(session) => {
                     tracing::warn!(backend = D::KIND, error = %e, "could not open another session; sharing one");
@@ -321,15 +340,19 @@ impl<D: Dialect> Shared<D> {
         let Some(hosted) = state.sessions.get_mut(&session.id) else {
             return false;
         };
+        let now = Instant::now();
+        let expires = now + ttl;
         hosted.leases.insert(
             key.to_owned(),
             Lease {
                 owner,
                 lock_key,
-                expires: Instant::now() + ttl,
+                expires,
             },
         );
-        hosted.last_used = Instant::now();
+        hosted.last_used = now;
+        // Wake the keeper only if it would otherwise look too late.
+        let wake_keeper = hosted.keeper_wake.is_none_or(|wake| expires < wake);
         state.index.insert(
             key.to_owned(),
             Entry::Held {
@@ -338,7 +361,9 @@ impl<D: Dialect> Shared<D> {
             },
         );
         drop(state);
-        session.changed.notify_one();
+        if wake_keeper {
+            session.changed.notify_one();
+        }
         true
     }
 
@@ -518,8 +543,18 @@ impl<D: Dialect> Shared<D> {
         flight.land();
         match released {
             Ok(n) => {
-                self.touch(&session);
-                session.changed.notify_one();
+                // The keeper looks at the session at its next wake anyway; it only needs
+                // telling when the pool has more sessions than it keeps.
+                let surplus = {
+                    let mut state = self.state();
+                    if let Some(h) = state.sessions.get_mut(&session.id) {
+                        h.last_used = Instant::now();
+                    }
+                    state.sessions.len() > MAX_HOSTING
+                };
+                if surplus {
+                    session.changed.notify_one();
+                }
                 Ok(n == 1)
             }
             Err(e) => {
@@ -567,8 +602,8 @@ impl<D: Dialect> Shared<D> {
         flight.land();
         match pinged {
             Ok(()) => {
+                // Deadlines only moved later: the keeper's next wake is early enough.
                 self.touch(&session);
-                session.changed.notify_one();
                 Ok(true)
             }
             Err(e) => {
@@ -599,11 +634,21 @@ impl<D: Dialect> Shared<D> {
 }
 
 /// A session being opened for the pool, counted until it is open or given up.
-struct Connecting<'a, D: Dialect>(&'a Shared<D>);
+struct Connecting<'a, D: Dialect>(Option<&'a Shared<D>>);
+
+impl<D: Dialect> Connecting<'_, D> {
+    /// Uncounts it under a lock the caller holds.
+    fn settle(mut self, state: &mut State<D>) {
+        state.connecting -= 1;
+        self.0 = None;
+    }
+}
 
 impl<D: Dialect> Drop for Connecting<'_, D> {
     fn drop(&mut self) {
-        self.0.state().connecting -= 1;
+        if let Some(shared) = self.0 {
+            shared.state().connecting -= 1;
+        }
     }
 }
 
@@ -692,16 +737,20 @@ async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
             return;
         }
         let (wake, holds, surplus) = {
-            let state = strong.state();
-            let Some(hosted) = state.sessions.get(&session.id) else {
+            let mut state = strong.state();
+            let hosting = state.sessions.values().filter(|h| !h.reserved).count();
+            let Some(hosted) = state.sessions.get_mut(&session.id) else {
                 drop(state);
                 strong.kill(&session, "removed from the pool");
                 continue;
             };
             let first = hosted.leases.values().map(|l| l.expires).min();
-            let hosting = state.sessions.values().filter(|h| !h.reserved).count();
-            let surplus = first.is_none() && !hosted.reserved && hosting > MAX_HOSTING;
+            let surplus = first.is_none()
+                && !hosted.reserved
+                && session.busy.load(Ordering::Relaxed) == 0
+                && hosting > MAX_HOSTING;
             let wake = first.map(|first| first.min(hosted.last_used + HEARTBEAT));
+            hosted.keeper_wake = wake;
             (wake, first.is_some(), surplus)
         };
         if surplus {
