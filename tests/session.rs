@@ -407,3 +407,88 @@ fn mysql_thousand_locks_use_at_most_eight_connections() {
         thousand_locks_use_few_connections(&url, || my_sessions(db)).await;
     });
 }
+
+// ---- abandoned statements do not cost other locks ---------------------------------------
+
+/// Polls `f` up to `polls` times, yielding in between; its output if it finished, else it
+/// is dropped where it stands.
+async fn poll_then_drop<F: std::future::Future>(f: F, polls: usize) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    for _ in 0..polls {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = polled {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// Takes and releases given up at random points (timeouts of a few hundred µs) leave the
+/// handle's other lock held, and leave no lock behind for nobody.
+async fn abandoned_statements_are_repaired(url: &str) {
+    let locks = connect(url).await;
+    let kept_key = unique("kept");
+    let kept = locks
+        .lock(&kept_key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let key = unique("abandoned");
+    for i in 0..100usize {
+        // Polled a few times (so the statement is on its way), then dropped.
+        let take = locks.lock(&key).ttl(Duration::from_secs(30)).try_acquire();
+        poll_then_drop(take, 1 + i % 4).await;
+        // Once repaired, the handle takes the key again; then a release is abandoned.
+        let guard = suite::eventually(Duration::from_secs(5), || async {
+            locks
+                .lock(&key)
+                .ttl(Duration::from_secs(30))
+                .try_acquire()
+                .await
+                .unwrap()
+        })
+        .await
+        .expect("an abandoned take was not repaired");
+        poll_then_drop(guard.release(), 1 + i % 3).await;
+    }
+    let other = connect(url).await;
+    let taken = suite::eventually(Duration::from_secs(5), || async {
+        other
+            .lock(&key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(taken.is_some(), "an abandoned take left the key held");
+    assert!(
+        other
+            .lock(&kept_key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none(),
+        "the other lock of the handle was lost"
+    );
+    kept.release().await.expect("the kept lock is still held");
+    taken.unwrap().release().await.unwrap();
+}
+
+#[test]
+fn postgres_abandoned_statements_are_repaired() {
+    block_on(abandoned_statements_are_repaired(&pg_url(
+        "lockattr-test-abandon",
+    )));
+}
+
+#[test]
+fn mysql_abandoned_statements_are_repaired() {
+    block_on(abandoned_statements_are_repaired(&my_url(
+        "lockattr_test_abandon",
+    )));
+}

@@ -33,11 +33,12 @@
 //!
 //! # Cancellation
 //!
-//! Statements on a shared session run in tasks of their own: a caller that gives up (a
-//! dropped future, a timeout) does not cut a statement off half-way, which would leave
-//! the session in an unknown state and force closing it with every lock it holds. A lock
-//! granted to a `try_acquire` whose caller has gone is given back at once. A wait in the
-//! server's queue runs on a session of its own and is simply closed when abandoned.
+//! A caller may give up mid-statement (a dropped future, a timeout around `extend`). The
+//! driver skips the unread answer before the session's next statement, so the session,
+//! and every other lock on it, stays; what the abandoned statement did is undone by a
+//! repair task: a take or release that may have left the lock held is followed by an
+//! unlock, while the key stays blocked for this backend. A wait in the server's queue
+//! runs on a session of its own, which is simply closed when abandoned.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -145,8 +146,14 @@ struct Hosted<D: Dialect> {
 
 #[derive(Clone, Copy)]
 enum Entry {
+    /// A take or a release of `owner` is talking to the server about the key.
     Pending(OwnerToken),
-    Held { owner: OwnerToken, session: u64 },
+    /// A statement about the key was abandoned half-way; a repair task is undoing it.
+    Repairing,
+    Held {
+        owner: OwnerToken,
+        session: u64,
+    },
 }
 
 struct Lease<K> {
@@ -388,7 +395,7 @@ impl<D: Dialect> Shared<D> {
             let now = Instant::now();
             Self::idle_limit(&hosted.leases, Some(now + req.ttl), now)
         };
-        let flight = InFlight::new(self, session);
+        let flight = InFlight::new(self, session, Repair::Unlock(req.key, lock_key));
         let got = self.dialect.try_lock(conn, lock_key, idle).await;
         flight.land();
         got
@@ -420,11 +427,14 @@ impl<D: Dialect> Shared<D> {
                     return Ok(None);
                 }
                 Ok(Some(fence)) => {
+                    // Recorded before the pending entry goes, so that the key never looks
+                    // free here while the server has it.
+                    let recorded = self.record(&session, req.key, owner, lock_key.clone(), req.ttl);
                     drop(pending);
-                    if self.record(&session, req.key, owner, lock_key.clone(), req.ttl) {
-                        return Ok(Some(Granted { fence }));
-                    }
-                    return Err(dead_session());
+                    return match recorded {
+                        true => Ok(Some(Granted { fence })),
+                        false => Err(dead_session()),
+                    };
                 }
                 Err(e) => {
                     self.kill(&session, &e.to_string());
@@ -490,7 +500,8 @@ impl<D: Dialect> Shared<D> {
         let _busy = Busy::new(session);
         let mut conn = session.conn.lock().await;
         let conn = conn.as_mut().ok_or_else(dead_session)?;
-        let flight = InFlight::new(self, session);
+        // An abandoned wait may still be granted: close the (empty) session.
+        let flight = InFlight::new(self, session, Repair::Close);
         let idle = Some(req.ttl + GRACE);
         // The server bounds the wait; this bounds a server that does not answer.
         let got = tokio::time::timeout(
@@ -522,7 +533,9 @@ impl<D: Dialect> Shared<D> {
         let lease = hosted.leases.remove(key)?;
         let idle = Self::idle_limit(&hosted.leases, None, now);
         let session = hosted.session.clone();
-        state.index.remove(key);
+        // Until the server has it back, no other take of this backend may reach it (the
+        // same session would grant it again, re-entrantly).
+        state.index.insert(key.to_owned(), Entry::Pending(*owner));
         Some((session, lease.lock_key, idle))
     }
 
@@ -530,12 +543,17 @@ impl<D: Dialect> Shared<D> {
         let Some((session, lock_key, idle)) = self.take_lease(key, owner) else {
             return Ok(false);
         };
+        let _pending = PendingEntry {
+            shared: self,
+            key,
+            owner: *owner,
+        };
         let _busy = Busy::new(&session);
         let mut conn = session.conn.lock().await;
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
         };
-        let flight = InFlight::new(self, &session);
+        let flight = InFlight::new(self, &session, Repair::Unlock(key, &lock_key));
         let released = self
             .dialect
             .unlock(conn, std::slice::from_ref(&lock_key), idle)
@@ -597,7 +615,8 @@ impl<D: Dialect> Shared<D> {
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
         };
-        let flight = InFlight::new(self, &session);
+        // An abandoned heartbeat changes nothing; the driver skips its answer later.
+        let flight = InFlight::new(self, &session, Repair::Nothing);
         let pinged = self.dialect.ping(conn, idle).await;
         flight.land();
         match pinged {
@@ -672,20 +691,37 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// A statement in flight: if its future is dropped before the answer (the caller gave
-/// up), the session's state is unknown (a lock may have been granted to nobody), so the
-/// session is closed.
+/// What undoes a statement abandoned half-way (its future dropped before the answer).
+/// The driver skips the unread answer before the session's next statement, so the
+/// session stays usable; only the statement's effect is unknown.
+enum Repair<'a, K> {
+    /// Nothing to undo (a heartbeat).
+    Nothing,
+    /// A lock may have been taken (or not given back) for nobody: unlock it. The key's
+    /// index entry blocks every other take of it by this backend until that is done.
+    Unlock(&'a str, &'a K),
+    /// Close the session (it holds no other lease: a wait on a reserved session).
+    Close,
+}
+
+/// A statement in flight, repaired if abandoned (see [`Repair`]).
 struct InFlight<'a, D: Dialect> {
-    shared: &'a Shared<D>,
-    session: &'a Session<D>,
+    shared: &'a Arc<Shared<D>>,
+    session: &'a Arc<Session<D>>,
+    repair: Repair<'a, D::Key>,
     landed: bool,
 }
 
 impl<'a, D: Dialect> InFlight<'a, D> {
-    fn new(shared: &'a Shared<D>, session: &'a Session<D>) -> Self {
+    fn new(
+        shared: &'a Arc<Shared<D>>,
+        session: &'a Arc<Session<D>>,
+        repair: Repair<'a, D::Key>,
+    ) -> Self {
         InFlight {
             shared,
             session,
+            repair,
             landed: false,
         }
     }
@@ -697,14 +733,61 @@ impl<'a, D: Dialect> InFlight<'a, D> {
 
 impl<D: Dialect> Drop for InFlight<'_, D> {
     fn drop(&mut self) {
-        if !self.landed {
-            self.shared
-                .kill(self.session, "a statement was abandoned half-way");
+        if self.landed {
+            return;
         }
+        let (key, lock_key) = match self.repair {
+            Repair::Nothing => return,
+            Repair::Close => {
+                self.shared
+                    .kill(self.session, "a wait was abandoned half-way");
+                return;
+            }
+            Repair::Unlock(key, lock_key) => (key.to_owned(), lock_key.clone()),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.shared
+                .kill(self.session, "a statement was abandoned outside a runtime");
+            return;
+        };
+        self.shared
+            .state()
+            .index
+            .insert(key.clone(), Entry::Repairing);
+        let (shared, session) = (self.shared.clone(), self.session.clone());
+        runtime.spawn(async move {
+            let result = {
+                let mut conn = session.conn.lock().await;
+                match conn.as_mut() {
+                    Some(conn) => {
+                        let idle = {
+                            let state = shared.state();
+                            state.sessions.get(&session.id).and_then(|h| {
+                                Shared::<D>::idle_limit(&h.leases, None, Instant::now())
+                            })
+                        };
+                        shared
+                            .dialect
+                            .unlock(conn, std::slice::from_ref(&lock_key), idle)
+                            .await
+                            .map(drop)
+                    }
+                    None => Ok(()),
+                }
+            };
+            if let Err(e) = result {
+                shared.kill(&session, &e.to_string());
+            }
+            let mut state = shared.state();
+            if matches!(state.index.get(&key), Some(Entry::Repairing)) {
+                state.index.remove(&key);
+            }
+        });
     }
 }
 
-/// The index entry of a `try_acquire` on its way to the server, removed however it ends.
+/// The index entry of a take or release on its way to the server, removed however it
+/// ends (unless a repair has taken it over).
 struct PendingEntry<'a, D: Dialect> {
     shared: &'a Shared<D>,
     key: &'a str,
@@ -893,25 +976,7 @@ impl<D: Dialect> Backend for SessionBackend<D> {
         &'a self,
         req: Acquire<'a>,
     ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
-        let shared = self.shared.clone();
-        let (key, owner, ttl) = (req.key.to_owned(), *req.owner, req.ttl);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Detached (see `detached`); a lease nobody waits for any more is given back.
-        tokio::spawn(async move {
-            let req = Acquire {
-                key: &key,
-                owner: &owner,
-                ttl,
-            };
-            let result = shared.try_acquire(req).await;
-            if let Err(Ok(Some(_))) = tx.send(result) {
-                let _ = shared.release(&key, &owner).await;
-            }
-        });
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err("the lock task ended without an answer".into()))
-        })
+        Box::pin(self.shared.try_acquire(req))
     }
 
     fn acquire_until<'a>(
@@ -930,9 +995,7 @@ impl<D: Dialect> Backend for SessionBackend<D> {
     ) -> BoxFuture<'a, BackendResult<bool>> {
         // `supports(MinHold)` is false, so `keep_for` is always zero here.
         let _ = keep_for;
-        let shared = self.shared.clone();
-        let (key, owner) = (key.to_owned(), *owner);
-        detached(async move { shared.release(&key, &owner).await })
+        Box::pin(self.shared.release(key, owner))
     }
 
     fn extend<'a>(
@@ -941,28 +1004,12 @@ impl<D: Dialect> Backend for SessionBackend<D> {
         owner: &'a OwnerToken,
         ttl: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>> {
-        let shared = self.shared.clone();
-        let (key, owner) = (key.to_owned(), *owner);
-        detached(async move { shared.extend(&key, &owner, ttl).await })
+        Box::pin(self.shared.extend(key, owner, ttl))
     }
 
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         self.shared.lost(key, owner)
     }
-}
-
-/// Runs a statement on a shared session in a task of its own. Dropping the caller's
-/// future (a `select!`, a timeout around `extend`) then does not cut a statement off
-/// half-way, which would leave the session in an unknown state and force closing it,
-/// losing every other lock it holds.
-fn detached<T: Send + 'static>(
-    work: impl Future<Output = BackendResult<T>> + Send + 'static,
-) -> BoxFuture<'static, BackendResult<T>> {
-    let task = tokio::spawn(work);
-    Box::pin(async move {
-        task.await
-            .unwrap_or_else(|e| Err(format!("the lock task failed: {e}").into()))
-    })
 }
 
 /// The parameters lockattr itself reads from a session backend's URL.
