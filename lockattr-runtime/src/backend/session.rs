@@ -59,6 +59,9 @@ pub(crate) const MAX_HOSTING: usize = 8;
 /// killed session is noticed within this.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
 
+/// How long a session that holds nothing keeps its keeper awake after its last use.
+const IDLE_NAP: Duration = Duration::from_secs(60);
+
 /// How long past a lease's deadline the server keeps a stalled holder's session: room for
 /// the keeper of a live process to unlock the lease first, so that an expired lease never
 /// takes the other leases of its session down with it.
@@ -832,7 +835,15 @@ async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
                 && !hosted.reserved
                 && session.busy.load(Ordering::Relaxed) == 0
                 && hosting > MAX_HOSTING;
-            let wake = first.map(|first| first.min(hosted.last_used + HEARTBEAT));
+            let now = Instant::now();
+            let wake = match first {
+                Some(first) => Some(first.min(hosted.last_used + HEARTBEAT)),
+                // A session in use keeps its keeper looking every heartbeat even while it
+                // holds nothing, so that the next lease need not wake it (one wake-up per
+                // acquisition otherwise); an unused one sleeps until told.
+                None if now.duration_since(hosted.last_used) < IDLE_NAP => Some(now + HEARTBEAT),
+                None => None,
+            };
             hosted.keeper_wake = wake;
             (wake, first.is_some(), surplus)
         };
