@@ -551,12 +551,15 @@ impl<D: Dialect> Shared<D> {
             key,
             owner: *owner,
         };
+        // Armed before waiting for the session: given up at any point from here, the lock
+        // is still to be given back.
+        let flight = InFlight::new(self, &session, Repair::Unlock(key, &lock_key));
         let _busy = Busy::new(&session);
         let mut conn = session.conn.lock().await;
         let Some(conn) = conn.as_mut() else {
+            flight.land();
             return Ok(false);
         };
-        let flight = InFlight::new(self, &session, Repair::Unlock(key, &lock_key));
         let released = self
             .dialect
             .unlock(conn, std::slice::from_ref(&lock_key), idle)
