@@ -492,3 +492,29 @@ fn mysql_abandoned_statements_are_repaired() {
         "lockattr_test_abandon",
     )));
 }
+
+// ---- messages never show the password ----------------------------------------------------
+
+/// An unreachable server is an error at `connect` (never a skipped test or a silent
+/// handle), and its message names the URL without the password.
+#[test]
+fn unreachable_servers_fail_without_printing_the_password() {
+    block_on(async {
+        for url in [
+            "postgres://postgres:hunter2@127.0.0.1:1/test",
+            "mysql://root:hunter2@127.0.0.1:1/test",
+        ] {
+            let e = lockattr::connect(url).await.unwrap_err();
+            let msg = format!("{e} / {e:?}");
+            assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+            assert!(msg.contains(":***@127.0.0.1:1"), "{msg}");
+        }
+        let e = lockattr::connect("postgres://127.0.0.1/test?mode=table&password=hunter2")
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("mode=table"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    });
+}

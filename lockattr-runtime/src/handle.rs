@@ -55,6 +55,8 @@ impl std::fmt::Debug for Locks {
 /// | URL | backend |
 /// | --- | --- |
 /// | `memory://` or `memory://NAME` | in this process (one store per `NAME`) |
+/// | `postgres://…` (feature `postgres`) | PostgreSQL 14+ session advisory locks |
+/// | `mysql://…`, `mariadb://…` (feature `mysql`) | MySQL / MariaDB `GET_LOCK` |
 ///
 /// Every URL takes `?prefix=…` (default `lockattr:`), the text every stored key starts with.
 /// An unknown scheme, an unknown parameter or a backend that this build does not include is
