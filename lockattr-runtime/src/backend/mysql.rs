@@ -10,7 +10,7 @@
 //!   MariaDB compares lock names case-sensitively; MySQL 8 documents them as
 //!   case-insensitive, so on MySQL keys that differ only in case take the same lock
 //!   (they exclude each other; no two holders ever share one key).
-//! - **Sessions**: as for PostgreSQL (see [`session`](super::session)): the backend's own
+//! - **Sessions**: as for PostgreSQL: the backend's own
 //!   connections, at most 8 holding any number of locks, one more per waiter while it
 //!   waits. `GET_LOCK` is re-entrant within a session; the backend refuses a second take of
 //!   a key it holds before asking the server, so re-entrancy never shows.

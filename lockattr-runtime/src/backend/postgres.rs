@@ -11,10 +11,12 @@
 //!   2^64 per pair (with a billion distinct keys, about 3%); a collision makes two keys
 //!   exclude each other, never two holders share one key. Other code using single-`bigint`
 //!   advisory locks on the same database shares this key space.
-//! - **Sessions**: the locks live on connections the backend opens itself and shares (see
-//!   [`session`](super::session)): at most 8 of them hold any number of locks; a wait in the
-//!   server's queue takes a session of its own while it waits. Session locks need a real
-//!   session: do not point this URL at PgBouncer in transaction pooling mode.
+//!   In `pg_locks` a held key shows as `locktype = 'advisory'`, `objsubid = 1`, with the
+//!   high 32 bits of the key in `classid` and the low 32 bits in `objid`.
+//! - **Sessions**: the locks live on connections the backend opens itself and shares: at
+//!   most 8 of them hold any number of locks; a wait in the server's queue takes a session
+//!   of its own while it waits. Session locks need a real session: do not point this URL
+//!   at PgBouncer in transaction pooling mode.
 //! - **Expiry**: enforced by the server through `idle_session_timeout`, set by every
 //!   statement to the earliest deadline of the session's leases plus 0.5 s; a holder
 //!   whose process stalls loses its locks then, one that dies loses them at once.
