@@ -296,6 +296,51 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
 mod tests {
     use super::*;
 
+    /// MySQL 8 has no sequences; its counter-table fencing path runs here on the MariaDB
+    /// of the development machines (127.0.0.1:3306, root, database `test`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counter_table_fences_grow() {
+        use crate::backend::{Acquire, Backend};
+        use crate::token::OwnerToken;
+        use std::time::Instant;
+
+        let url = BackendUrl::parse("mysql://root@127.0.0.1:3306/test").unwrap();
+        let options =
+            MySqlConnectOptions::from_str(&client_url(&url, "mysql", CLIENT_PARAMS).unwrap())
+                .unwrap();
+        let mut conn = MySqlConnection::connect_with(&options)
+            .await
+            .expect("MariaDB answers on 127.0.0.1:3306");
+        ensure_fence(&mut conn, false).await.unwrap();
+        let dialect = MySql {
+            options,
+            sequence: false,
+        };
+        let first = MyConn {
+            conn,
+            wait_timeout: 0,
+        };
+        let backend = SessionBackend::new(dialect, first, MYSQL_MAX_NAME);
+        let key = format!("lockattr:counter-{}", std::process::id());
+        let (a, b) = (OwnerToken::random().unwrap(), OwnerToken::random().unwrap());
+        let ttl = Duration::from_secs(30);
+        let take = |owner| Acquire {
+            key: &key,
+            owner,
+            ttl,
+        };
+        let one = backend.try_acquire(take(&a)).await.unwrap().unwrap();
+        assert!(backend.try_acquire(take(&b)).await.unwrap().is_none());
+        assert!(backend.release(&key, &a, Duration::ZERO).await.unwrap());
+        let two = backend
+            .acquire_until(take(&b), Instant::now() + Duration::from_secs(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(two.fence > one.fence, "{} then {}", one.fence, two.fence);
+        assert!(backend.release(&key, &b, Duration::ZERO).await.unwrap());
+    }
+
     #[test]
     fn wait_timeouts_are_whole_seconds_rounded_up() {
         assert_eq!(wait_secs(Duration::from_millis(10)), 1);
