@@ -243,6 +243,19 @@ fn mysql_killed_session_gives_lost() {
 /// and the same handle takes locks again (try and wait) on new sessions.
 async fn recovers_after_losing_every_session(url: &str, kill: impl Fn() -> usize) {
     let locks = connect(url).await;
+    // Fill the pool: several sessions, all of which will be dead at the next take.
+    let many = unique("recover-many");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (locks, key) = (locks.clone(), format!("{many}:{i}"));
+        set.spawn(async move {
+            let guard = locks.lock(key).ttl(Duration::from_secs(30)).try_acquire();
+            guard.await.unwrap().unwrap().release().await.unwrap();
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
     let key = unique("recover");
     let held = locks
         .lock(&key)

@@ -279,8 +279,9 @@ impl<D: Dialect> Shared<D> {
     }
 
     /// The session a new lock goes to: the least busy one, or a new one while every open
-    /// one is busy and there are fewer than [`MAX_HOSTING`].
-    async fn pick(self: &Arc<Self>) -> Result<Arc<Session<D>>, BoxError> {
+    /// one is busy and there are fewer than [`MAX_HOSTING`]. `true` with a session opened
+    /// for this call.
+    async fn pick(self: &Arc<Self>) -> Result<(Arc<Session<D>>, bool), BoxError> {
         let chosen = {
             let mut state = self.state();
             let best = state
@@ -299,35 +300,35 @@ impl<D: Dialect> Shared<D> {
             }
         };
         let fallback = match chosen {
-            Ok(session) => return Ok(session),
+            Ok(session) => return Ok((session, false)),
             Err(fallback) => fallback,
         };
         let connecting = Connecting(Some(self));
         match self.dialect.connect().await {
-            Ok(conn) => Ok(self.add_session(conn, false, Some(connecting))),
+            Ok(conn) => Ok((self.add_session(conn, false, Some(connecting)), true)),
             Err(e) => match fallback {
                 Some(session) => {
                     tracing::warn!(backend = D::KIND, error = %e, "could not open another session; sharing one");
-                    Ok(session)
+                    Ok((session, false))
                 }
                 None => Err(e),
             },
         }
     }
 
-    /// An empty session for a wait, taken out of the pool, or a new one.
-    async fn reserve(self: &Arc<Self>) -> Result<Arc<Session<D>>, BoxError> {
+    /// An empty session for a wait, taken out of the pool, or a new one (`true`).
+    async fn reserve(self: &Arc<Self>) -> Result<(Arc<Session<D>>, bool), BoxError> {
         {
             let mut state = self.state();
             if let Some(h) = state.sessions.values_mut().find(|h| {
                 !h.reserved && h.leases.is_empty() && h.session.busy.load(Ordering::Relaxed) == 0
             }) {
                 h.reserved = true;
-                return Ok(h.session.clone());
+                return Ok((h.session.clone(), false));
             }
         }
         let conn = self.dialect.connect().await?;
-        Ok(self.new_session(conn, true))
+        Ok((self.new_session(conn, true), true))
     }
 
     fn unreserve(&self, session: &Session<D>) {
@@ -421,9 +422,8 @@ impl<D: Dialect> Shared<D> {
             owner,
         };
         let lock_key = self.dialect.lock_key(req.key);
-        let mut attempt = 0;
         loop {
-            let session = self.pick().await?;
+            let (session, fresh) = self.pick().await?;
             match self.try_on(&session, &req, &lock_key).await {
                 Ok(None) => {
                     self.touch(&session);
@@ -441,10 +441,11 @@ impl<D: Dialect> Shared<D> {
                 }
                 Err(e) => {
                     self.kill(&session, &e.to_string());
-                    attempt += 1;
                     // A pooled session may have been closed by the server while idle (a
-                    // restart, an operator): one more try on a fresh one.
-                    if attempt == 2 {
+                    // restart, an operator, `wait_timeout`): try the next one, and in the
+                    // end a new one, whose failure is the answer. Each failure removes a
+                    // session, so this ends.
+                    if fresh {
                         return Err(e);
                     }
                 }
@@ -462,10 +463,9 @@ impl<D: Dialect> Shared<D> {
             return self.try_acquire(req).await;
         }
         let lock_key = self.dialect.lock_key(req.key);
-        let mut attempt = 0;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
-            let session = self.reserve().await?;
+            let (session, fresh) = self.reserve().await?;
             match self.wait_on(&session, &req, &lock_key, wait).await {
                 Ok(Some(fence)) => {
                     let recorded =
@@ -482,9 +482,8 @@ impl<D: Dialect> Shared<D> {
                 }
                 Err(e) => {
                     self.kill(&session, &e.to_string());
-                    attempt += 1;
                     // As for `try_acquire`: a pooled session may have been closed while idle.
-                    if attempt == 2 || Instant::now() >= deadline {
+                    if fresh || Instant::now() >= deadline {
                         return Err(e);
                     }
                 }
