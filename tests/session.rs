@@ -531,3 +531,43 @@ fn unreachable_servers_fail_without_printing_the_password() {
         assert!(!msg.contains("hunter2"), "{msg}");
     });
 }
+
+// ---- idle pooled sessions stay open -------------------------------------------------------
+
+/// A lease sets the session's `wait_timeout` near its ttl; once the session is empty its
+/// keeper gives the server's default back, so the pooled session outlives an idle pause
+/// longer than the last ttl (no reconnect at the next take).
+#[test]
+fn mysql_idle_pooled_sessions_stay_open() {
+    block_on(async {
+        let db = "lockattr_test_idle";
+        let locks = connect(&my_url(db)).await;
+        let ids = || {
+            mariadb(&format!(
+                "SELECT id FROM information_schema.processlist WHERE db = '{db}' ORDER BY id"
+            ))
+        };
+        let key = unique("idle");
+        let guard = locks
+            .lock(&key)
+            .ttl(Duration::from_secs(2))
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap();
+        guard.release().await.unwrap();
+        let before = ids();
+        assert!(!before.is_empty());
+        // Past the lease's wait_timeout (3 s).
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        assert_eq!(ids(), before, "the idle pooled session was closed");
+        let again = locks
+            .lock(&key)
+            .ttl(Duration::from_secs(2))
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap();
+        again.release().await.unwrap();
+    });
+}

@@ -84,8 +84,8 @@ fn wait_secs(idle: Duration) -> u64 {
 
 impl MySql {
     /// Sets the session's `wait_timeout` if it differs from what `idle` needs (a session
-    /// without leases keeps whatever it had: if the server closes it while idle, the next
-    /// take opens another).
+    /// without leases keeps what it had until its keeper relaxes it, a heartbeat later:
+    /// back-to-back takes and releases then need no `SET` at all).
     async fn set_idle(&self, conn: &mut MyConn, idle: Option<Duration>) -> Result<(), BoxError> {
         let Some(idle) = idle else {
             return Ok(());
@@ -207,6 +207,16 @@ impl Dialect for MySql {
             released += usize::from(one == Some(1));
         }
         Ok(released)
+    }
+
+    async fn relax(&self, conn: &mut MyConn) -> Result<(), BoxError> {
+        sqlx::query("SET SESSION wait_timeout = @@GLOBAL.wait_timeout")
+            .execute(&mut conn.conn)
+            .await
+            .map_err(boxed)?;
+        // Unknown as a number: the next lease sets its own.
+        conn.wait_timeout = 0;
+        Ok(())
     }
 
     async fn ping(&self, conn: &mut MyConn, idle: Option<Duration>) -> Result<(), BoxError> {

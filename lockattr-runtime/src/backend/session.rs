@@ -109,6 +109,17 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
         idle: Option<Duration>,
     ) -> impl Future<Output = Result<usize, BoxError>> + Send + 'a;
 
+    /// Gives an empty session's idle limit back to the server's default, so that the
+    /// server does not close a pooled session for idling between two uses. The default
+    /// does nothing (PostgreSQL's release statement already disables the limit).
+    fn relax<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + 'a {
+        let _ = conn;
+        async { Ok(()) }
+    }
+
     /// A heartbeat that also sets the idle limit.
     fn ping<'a>(
         &'a self,
@@ -145,6 +156,9 @@ struct Hosted<D: Dialect> {
     last_used: Instant,
     /// When the keeper will next look at the session by itself (`None`: not until told).
     keeper_wake: Option<Instant>,
+    /// Whether the session's idle limit was given back to the server's default since it
+    /// last held a lease (see [`Dialect::relax`]).
+    relaxed: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -268,6 +282,7 @@ impl<D: Dialect> Shared<D> {
                     reserved,
                     last_used: Instant::now(),
                     keeper_wake: None,
+                    relaxed: true,
                 },
             );
             if let Some(connecting) = connecting {
@@ -362,6 +377,7 @@ impl<D: Dialect> Shared<D> {
             },
         );
         hosted.last_used = now;
+        hosted.relaxed = false;
         // Wake the keeper only if it would otherwise look too late.
         let wake_keeper = hosted.keeper_wake.is_none_or(|wake| expires < wake);
         state.index.insert(
@@ -876,13 +892,48 @@ async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
                 }
             }
         }
-        if !holds {
-            continue;
-        }
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        tend(&strong, &session).await;
+        if holds {
+            tend(&strong, &session).await;
+        } else {
+            relax(&strong, &session).await;
+        }
+    }
+}
+
+/// Relaxes the idle limit of a session that has held nothing for a heartbeat, unless it
+/// is in use.
+async fn relax<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
+    let due = {
+        let state = shared.state();
+        state.sessions.get(&session.id).is_some_and(|h| {
+            !h.relaxed && !h.reserved && h.leases.is_empty() && h.last_used.elapsed() >= HEARTBEAT
+        })
+    };
+    if !due {
+        return;
+    }
+    let Ok(mut conn) = session.conn.try_lock() else {
+        return;
+    };
+    let Some(conn) = conn.as_mut() else {
+        return;
+    };
+    let result = shared.dialect.relax(conn).await;
+    let mut state = shared.state();
+    match result {
+        Ok(()) => {
+            if let Some(h) = state.sessions.get_mut(&session.id) {
+                // A lease taken meanwhile would have had to wait for the connection.
+                h.relaxed = true;
+            }
+        }
+        Err(e) => {
+            drop(state);
+            shared.kill(session, &e.to_string());
+        }
     }
 }
 
