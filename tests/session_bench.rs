@@ -18,9 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lockattr::Locks;
-use sqlx::mysql::MySqlConnection;
-use sqlx::postgres::PgConnection;
-use sqlx::Connection;
+use std::str::FromStr;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test?application_name=lockattr-bench";
 const PG_RAW: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -29,7 +31,26 @@ const MY_RAW: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// Pairs per round, rounds per contender (interleaved; the median round counts).
 const PAIRS: usize = 100;
-const ROUNDS: usize = 60;
+const ROUNDS: usize = 64;
+/// Handles and raw connections the rounds cycle through: on a busy two-core machine one
+/// connection's round trip depends on where the scheduler puts its server process, so a
+/// single connection per side measures placement as much as code.
+const CONNECTIONS: usize = 4;
+
+/// A raw connection, without sqlx's statement logging (as lockattr's own connections).
+async fn pg_raw() -> PgConnection {
+    let options = PgConnectOptions::from_str(PG_RAW)
+        .unwrap()
+        .disable_statement_logging();
+    PgConnection::connect_with(&options).await.unwrap()
+}
+
+async fn my_raw() -> MySqlConnection {
+    let options = MySqlConnectOptions::from_str(MY_RAW)
+        .unwrap()
+        .disable_statement_logging();
+    MySqlConnection::connect_with(&options).await.unwrap()
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -194,19 +215,31 @@ fn report(name: &str, ours: Vec<f64>, raw: Vec<f64>, raw_fenced: Vec<f64>) {
 }
 
 async fn postgres() {
-    let locks = lockattr::connect(PG).await.unwrap();
-    let mut raw = PgConnection::connect(PG_RAW).await.unwrap();
+    let mut handles = Vec::new();
+    let mut raws = Vec::new();
+    for _ in 0..CONNECTIONS {
+        handles.push(lockattr::connect(PG).await.unwrap());
+        raws.push(pg_raw().await);
+    }
     let key = format!("bench-solo-{}", std::process::id());
     let raw_key = lockattr::backend::postgres::advisory_key("bench-raw");
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     // A warm-up round of each, not counted.
-    lockattr_round(&locks, &key).await;
-    pg_raw_round(&mut raw, raw_key, false).await;
-    for _ in 0..ROUNDS {
-        a.push(lockattr_round(&locks, &key).await);
-        b.push(pg_raw_round(&mut raw, raw_key, false).await);
-        c.push(pg_raw_round(&mut raw, raw_key, true).await);
+    for (locks, raw) in handles.iter().zip(&mut raws) {
+        lockattr_round(locks, &key).await;
+        pg_raw_round(raw, raw_key, true).await;
     }
+    for round in 0..ROUNDS {
+        let (locks, raw) = (
+            &handles[round % CONNECTIONS],
+            &mut raws[round % CONNECTIONS],
+        );
+        a.push(lockattr_round(locks, &key).await);
+        b.push(pg_raw_round(raw, raw_key, false).await);
+        c.push(pg_raw_round(raw, raw_key, true).await);
+    }
+    drop(handles);
+    let mut raw = raws.pop().unwrap();
     report("postgres uncontended", a, b, c);
     let (p50, p90, n) = handoff(PG).await;
     println!("postgres handoff: p50 {p50:?}, p90 {p90:?} over {n} handoffs");
@@ -236,19 +269,31 @@ async fn mysql() {
     .await
     .unwrap();
     let url = format!("mysql://root@127.0.0.1:3306/{MY_DB}");
-    let locks = lockattr::connect(&url).await.unwrap();
+    let mut handles = Vec::new();
+    let mut raws = Vec::new();
+    for _ in 0..CONNECTIONS {
+        handles.push(lockattr::connect(&url).await.unwrap());
+        raws.push(my_raw().await);
+    }
     // The sequence the fenced raw statements use lives in `test`: make sure it exists.
     lockattr::connect(MY_RAW).await.unwrap();
     let key = format!("bench-solo-{}", std::process::id());
     let raw_key = format!("lockattr:bench-raw-{}", std::process::id());
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    lockattr_round(&locks, &key).await;
-    my_raw_round(&mut raw, &raw_key, false).await;
-    for _ in 0..ROUNDS {
-        a.push(lockattr_round(&locks, &key).await);
-        b.push(my_raw_round(&mut raw, &raw_key, false).await);
-        c.push(my_raw_round(&mut raw, &raw_key, true).await);
+    for (locks, raw) in handles.iter().zip(&mut raws) {
+        lockattr_round(locks, &key).await;
+        my_raw_round(raw, &raw_key, true).await;
     }
+    for round in 0..ROUNDS {
+        let (locks, raw) = (
+            &handles[round % CONNECTIONS],
+            &mut raws[round % CONNECTIONS],
+        );
+        a.push(lockattr_round(locks, &key).await);
+        b.push(my_raw_round(raw, &raw_key, false).await);
+        c.push(my_raw_round(raw, &raw_key, true).await);
+    }
+    drop(handles);
     report("mysql uncontended", a, b, c);
     let (p50, p90, n) = handoff(&url).await;
     println!("mysql handoff: p50 {p50:?}, p90 {p90:?} over {n} handoffs");
