@@ -61,6 +61,19 @@ proptest! {
         }
     }
 
+    /// The boundary between two values moved across a separator (DESIGN.md's `"a:b","c"`
+    /// against `"a","b:c"`) always changes the key.
+    #[test]
+    fn moving_a_boundary_changes_the_key(
+        x in tricky(), y in tricky(), z in tricky(), n in any::<i64>(),
+        sep in prop_oneof![Just(":"), Just("/"), Just("%3A"), Just("%"), Just(":/")],
+    ) {
+        init();
+        let left = block_on(key_of(&format!("{x}{sep}{y}"), &z, n)).unwrap();
+        let right = block_on(key_of(&x, &format!("{y}{sep}{z}"), n)).unwrap();
+        prop_assert_ne!(left, right);
+    }
+
     /// Escaping is reversible, and what it outputs never contains a separator.
     #[test]
     fn escaping_is_reversible_and_separator_free(value in any::<String>()) {
