@@ -90,7 +90,11 @@ impl fmt::Display for Tenant {
     }
 }
 
-#[distributed_lock(key = "job:<job.tenant>/<job.id>:<pair.1>", ttl = "10s", on_conflict = "skip")]
+#[distributed_lock(
+    key = "job:<job.tenant>/<job.id>:<pair.1>",
+    ttl = "10s",
+    on_conflict = "skip"
+)]
 async fn fields(job: &Job, pair: (u8, &str)) -> Option<String> {
     lockattr::current().map(|c| c.key().to_owned())
 }
@@ -109,7 +113,10 @@ fn placeholders_reach_fields_and_tuple_indices() {
 }
 
 #[distributed_lock(key = "generic:<item>", ttl = "10s", on_conflict = "error")]
-async fn generic<T: fmt::Display + Send + Sync>(item: T, extra: impl Into<u64>) -> Result<u64, AppError> {
+async fn generic<T: fmt::Display + Send + Sync>(
+    item: T,
+    extra: impl Into<u64>,
+) -> Result<u64, AppError> {
     Ok(extra.into())
 }
 
@@ -159,13 +166,23 @@ fn skipped_result_of_option_is_ok_none() {
 
 static UNCONFIGURED_RUNS: AtomicU32 = AtomicU32::new(0);
 
-#[distributed_lock(key = "nightly", ttl = "10s", on_conflict = "skip", backend = "never-configured")]
+#[distributed_lock(
+    key = "nightly",
+    ttl = "10s",
+    on_conflict = "skip",
+    backend = "never-configured"
+)]
 async fn unconfigured_result() -> Result<(), AppError> {
     UNCONFIGURED_RUNS.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
 
-#[distributed_lock(key = "nightly", ttl = "10s", on_conflict = "skip", backend = "never-configured")]
+#[distributed_lock(
+    key = "nightly",
+    ttl = "10s",
+    on_conflict = "skip",
+    backend = "never-configured"
+)]
 async fn unconfigured_unit() {
     UNCONFIGURED_RUNS.fetch_add(1, Ordering::SeqCst);
 }
@@ -190,7 +207,12 @@ mod renamed {
     pub use lockattr as my_locks;
 }
 
-#[distributed_lock(key = "renamed", ttl = "10s", on_conflict = "skip", crate = "renamed::my_locks")]
+#[distributed_lock(
+    key = "renamed",
+    ttl = "10s",
+    on_conflict = "skip",
+    crate = "renamed::my_locks"
+)]
 async fn with_renamed_crate() -> Option<()> {
     Some(())
 }
@@ -203,7 +225,12 @@ fn crate_override_reaches_a_renamed_dependency() {
     });
 }
 
-#[distributed_lock(key = "min-hold:<id>", ttl = "10s", on_conflict = "skip", min_hold = "300ms")]
+#[distributed_lock(
+    key = "min-hold:<id>",
+    ttl = "10s",
+    on_conflict = "skip",
+    min_hold = "300ms"
+)]
 async fn with_min_hold(id: &str) -> Option<()> {
     Some(())
 }
@@ -216,7 +243,10 @@ fn min_hold_keeps_the_key_after_the_body() {
         assert_eq!(with_min_hold(&id).await, Some(()));
         // The body has ended, but the key stays taken for the rest of min_hold.
         assert_eq!(with_min_hold(&id).await, None);
-        let later = suite::eventually(Duration::from_secs(5), || async { with_min_hold(&id).await }).await;
+        let later = suite::eventually(Duration::from_secs(5), || async {
+            with_min_hold(&id).await
+        })
+        .await;
         assert_eq!(later, Some(()));
     });
 }

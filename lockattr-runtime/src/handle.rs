@@ -232,7 +232,7 @@ pub struct NoTtl;
 /// is required (a request without one does not compile), then
 /// [`try_acquire`](LockBuilder::try_acquire) or [`acquire`](LockBuilder::acquire) takes it.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn f(locks: lockattr::Locks) {
 /// // No ttl: `try_acquire` does not exist on the builder yet.
 /// let guard = locks.lock("import").try_acquire().await;
