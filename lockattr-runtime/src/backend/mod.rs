@@ -52,7 +52,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a backend's operations return: a client error is wrapped into
-/// [`LockError::Backend`](crate::LockError::Backend) with the key and backend by the caller.
+/// [`LockError::Backend`] with the key and backend by the caller.
 pub type BackendResult<T> = Result<T, BoxError>;
 
 /// One acquisition attempt.
@@ -74,7 +74,7 @@ pub struct Granted {
 }
 
 /// What a lock option needs from a backend, asked before first use so that a backend that
-/// cannot keep it answers [`LockError::Unsupported`](crate::LockError::Unsupported).
+/// cannot keep it answers [`LockError::Unsupported`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {
