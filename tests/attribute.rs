@@ -284,3 +284,29 @@ fn annotated_futures_are_send() {
     assert_send(fields(&job, (0, "")));
     assert_send(parse("1"));
 }
+
+/// Dropping a guard outside any tokio runtime neither blocks nor panics: the release is
+/// logged as skipped and the lease frees itself at its ttl.
+#[test]
+fn a_guard_dropped_outside_a_runtime_does_not_panic() {
+    let (locks, guard) = block_on(async {
+        let locks = lockattr::connect("memory://drop-outside").await.unwrap();
+        let guard = locks
+            .lock("k")
+            .ttl(Duration::from_millis(300))
+            .try_acquire()
+            .await
+            .unwrap();
+        (locks, guard.unwrap())
+    });
+    drop(guard);
+    let taken = block_on(suite::eventually(Duration::from_secs(5), || async {
+        locks
+            .lock("k")
+            .ttl(Duration::from_secs(1))
+            .try_acquire()
+            .await
+            .unwrap()
+    }));
+    assert!(taken.is_some(), "the lease never expired");
+}
