@@ -282,3 +282,14 @@ conformance!(
     "300ms",
     std::time::Duration::from_millis(300)
 );
+
+#[cfg(feature = "redis")]
+conformance!(
+    redis,
+    "redis",
+    "redis://127.0.0.1:6379".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "redis")]
+processes!(redis_processes, redis);
