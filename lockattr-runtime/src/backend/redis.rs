@@ -22,9 +22,9 @@
 //!
 //! - `{K}:fence`, the fencing counter. When it is missing it is seeded from the server's
 //!   clock in microseconds, then `INCR`ed on each acquisition; so it may expire (it keeps
-//!   a day after the last acquisition) or be lost in a restart without persistence, and
-//!   the next token is still greater than every earlier one, as long as the server's clock
-//!   does not step back;
+//!   a day from its seeding) or be lost in a restart without persistence, and the next
+//!   token is still greater than every earlier one (no server grants a lock per
+//!   microsecond), as long as the server's clock does not step back;
 //! - `{K}:queue` and `{K}:queue:leases`, the waiters: a sorted set of tickets in arrival
 //!   order and one of their lease expiries. A waiter refreshes its lease at each poll; a
 //!   waiter that vanishes is dropped from the queue 3 s later.
@@ -86,25 +86,34 @@ const PARAMS: &[&str] = &[
     "tls_insecure",
 ];
 
-/// Lua: the oldest waiter whose lease has not run out, dropping stale ones on the way.
-/// Needs `now` (server ms) and the queue keys `q`, `qx`.
+/// Lua: the server's clock in milliseconds (read only when needed: `TIME` costs), and the
+/// oldest waiter whose lease has not run out, dropping stale ones on the way.
 const LIVE_HEAD: &str = r"
-local function live_head(q, qx, now)
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function live_head(q, qx)
+  local now = nil
   while true do
     local head = redis.call('ZRANGE', q, 0, 0)[1]
     if not head then return nil end
+    now = now or now_ms()
     local exp = redis.call('ZSCORE', qx, head)
     if exp and tonumber(exp) > now then return head end
     redis.call('ZREM', q, head)
     redis.call('ZREM', qx, head)
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ";
 
 /// KEYS: lock, fence, queue, queue leases. ARGV: owner token, ttl ms, `1` to queue when
 /// refused, waiter lease ms, ticket. Returns the fence (> 0), or `-1 - pttl` if refused.
+///
+/// Uncontended, it runs `EXISTS queue`, `SET NX PX` and `INCR`. A missing counter is
+/// seeded from the server's clock in microseconds and kept a day: a later seed is still
+/// greater than every token the old counter gave, since no server grants a lock per
+/// microsecond.
 const ACQUIRE: &str = r"
 local function refuse()
   if ARGV[3] == '1' then
@@ -115,7 +124,7 @@ local function refuse()
       redis.call('ZADD', KEYS[3], string.format('%d', seq), ARGV[5])
     end
     local lease = tonumber(ARGV[4])
-    redis.call('ZADD', KEYS[4], string.format('%d', now + lease), ARGV[5])
+    redis.call('ZADD', KEYS[4], string.format('%d', now_ms() + lease), ARGV[5])
     redis.call('PEXPIRE', KEYS[3], 2 * lease)
     redis.call('PEXPIRE', KEYS[4], 2 * lease)
   end
@@ -123,21 +132,22 @@ local function refuse()
   if pttl < 0 then pttl = 0 end
   return -1 - pttl
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return refuse() end
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  local head = live_head(KEYS[3], KEYS[4], now)
+  if redis.call('EXISTS', KEYS[1]) == 1 then return refuse() end
+  local head = live_head(KEYS[3], KEYS[4])
   if head and head ~= ARGV[5] then return refuse() end
   if head then
     redis.call('ZREM', KEYS[3], head)
     redis.call('ZREM', KEYS[4], head)
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[2], string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2])))
-end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return refuse() end
 local fence = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + 86400000)
+if fence == 1 then
+  local t = redis.call('TIME')
+  fence = tonumber(t[1]) * 1000000 + tonumber(t[2]) + 1
+  redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', 86400000)
+end
 return fence
 ";
 
@@ -152,7 +162,7 @@ if keep > 0 then
   return 1
 end
 redis.call('DEL', KEYS[1])
-local head = live_head(KEYS[2], KEYS[3], now)
+local head = live_head(KEYS[2], KEYS[3])
 if head then redis.call('PUBLISH', ARGV[3], head) end
 return 1
 ";
@@ -170,7 +180,7 @@ const LEAVE: &str = r"
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local head = live_head(KEYS[2], KEYS[3], now)
+  local head = live_head(KEYS[2], KEYS[3])
   if head then redis.call('PUBLISH', ARGV[2], head) end
 end
 return 1
