@@ -100,6 +100,45 @@ async fn raw_pair(
     started.elapsed()
 }
 
+/// Microseconds of server time per pair (5000 pairs) that `work` costs, by command.
+async fn server_usec(
+    conn: &mut redis::aio::ConnectionManager,
+    work: impl std::future::Future<Output = ()>,
+) -> String {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .unwrap();
+    work.await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut total = 0.0;
+    let mut parts = Vec::new();
+    for line in info.lines() {
+        let Some((name, stats)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        if matches!(name, "config" | "info") {
+            continue;
+        }
+        let usec: f64 = stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("usec="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        total += usec / 5000.0;
+        parts.push(format!("{name} {:.1}", usec / 5000.0));
+    }
+    format!("{total:.1} µs ({})", parts.join(", "))
+}
+
 /// Median and mean of samples.
 fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
@@ -150,6 +189,21 @@ async fn main() {
         }
     }
     let pairs = attr.len();
+
+    // Server time per pair, from INFO commandstats: each way alone for 5000 pairs.
+    let server_attr = server_usec(&mut conn, async {
+        for _ in 0..5000 {
+            uncontended().await.expect("uncontended lock taken");
+        }
+    })
+    .await;
+    let mut raw_conn = conn.clone();
+    let server_raw = server_usec(&mut conn, async {
+        for i in 0..5000 {
+            raw_pair(&mut raw_conn, &script, i).await;
+        }
+    })
+    .await;
     let (attr, attr_mean) = summary(attr);
     let (api, api_mean) = summary(api);
     let (raw, raw_mean) = summary(raw);
@@ -253,6 +307,8 @@ async fn main() {
         us(raw),
         us(raw_mean)
     );
+    println!("| server time per pair (INFO commandstats), attribute | {server_attr} |");
+    println!("| server time per pair, raw | {server_raw} |");
     println!(
         "| ratio attribute / raw: median / mean | {:.3} / {:.3} |",
         attr.as_secs_f64() / raw.as_secs_f64(),
