@@ -562,3 +562,63 @@ async fn rediss_with_a_test_ca() {
         .unwrap();
     drop(server);
 }
+
+/// A waiter that gives up (its future dropped) leaves the queue at once, and a waiter
+/// that vanished without a word (a ticket whose lease ran out) does not hold up the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_waiters_do_not_block_the_queue() {
+    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let key = format!("abandon-{}-{}", std::process::id(), free_port());
+    let ttl = Duration::from_secs(30);
+    let held = locks
+        .lock(&key)
+        .ttl(ttl)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let wait = |locks: Locks, key: String| {
+        tokio::spawn(async move {
+            locks
+                .lock(key)
+                .ttl(ttl)
+                .acquire(Duration::from_secs(10))
+                .await
+        })
+    };
+    let first = wait(locks.clone(), key.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = wait(locks.clone(), key.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.abort();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let next = second.await.unwrap().unwrap();
+    assert!(
+        released.elapsed() < Duration::from_millis(1000),
+        "the second waiter waited {:?} behind a waiter that gave up",
+        released.elapsed()
+    );
+    next.release().await.unwrap();
+
+    // A ticket at the head of the queue whose lease ran out long ago: skipped.
+    let queue = format!("{{lockattr:{key}}}:queue");
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "6379",
+            "ZADD",
+            &queue,
+            "0",
+            "vanished",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let taken = locks.lock(&key).ttl(ttl).try_acquire().await.unwrap();
+    assert!(taken.is_some(), "a vanished waiter kept the key");
+    taken.unwrap().release().await.unwrap();
+}

@@ -174,11 +174,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// KEYS: lock, queue, queue leases. ARGV: ticket, channel. Leaves the queue and, if the
-/// key is free, wakes the new head.
+/// KEYS: lock, queue, queue leases. ARGV: ticket, channel, owner token. Leaves the queue,
+/// frees the key if the owner token took it (an attempt whose answer never arrived), and,
+/// if the key is free, wakes the new head.
 const LEAVE: &str = r"
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('GET', KEYS[1]) == ARGV[3] then redis.call('DEL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local head = live_head(KEYS[2], KEYS[3])
   if head then redis.call('PUBLISH', ARGV[2], head) end
@@ -433,14 +435,16 @@ impl Shared {
         })
     }
 
-    async fn leave(&self, names: &Names, ticket: &str) -> BackendResult<()> {
+    /// Takes `ticket` out of the queue and frees the key if `owner` holds it.
+    async fn leave(&self, names: &Names, ticket: &str, owner: &OwnerToken) -> BackendResult<()> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.leave.prepare_invoke();
         inv.key(&names.lock)
             .key(&names.queue)
             .key(&names.leases)
             .arg(ticket)
-            .arg(&names.channel);
+            .arg(&names.channel)
+            .arg(owner.to_hex());
         let _: i64 = self.call(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -456,9 +460,10 @@ impl Shared {
             .to_hex();
         // Registered before the first attempt, so a release right after it still wakes us.
         let wake = self.waiters.register(req.key, &ticket);
-        let mut place = QueuePlace {
+        let mut place = Abandon {
             shared: self.clone(),
             names: Some(names),
+            owner: *req.owner,
             ticket: ticket.clone(),
         };
         let names = place.names.as_ref().expect("set above");
@@ -475,7 +480,7 @@ impl Shared {
             let now = Instant::now();
             if now >= deadline {
                 let names = place.names.take().expect("still queued");
-                self.leave(&names, &ticket).await?;
+                self.leave(&names, &ticket, req.owner).await?;
                 return Ok(None);
             }
             let mut sleep = crate::jitter(pause).min(deadline - now);
@@ -497,15 +502,20 @@ enum Attempt {
     Refused(Duration),
 }
 
-/// A waiter's ticket in a queue, taken out in the background if the wait ends early
-/// (an error, or the waiting future dropped); otherwise its lease runs out.
-struct QueuePlace {
+/// An acquisition in flight. If it ends early (an error, or its future dropped while an
+/// attempt was on the wire), the waiter's ticket leaves the queue and a lease the attempt
+/// may have taken is freed, in the background; should that fail, both run out by
+/// themselves.
+struct Abandon {
     shared: Arc<Shared>,
+    /// `None` once the acquisition ended normally.
     names: Option<Names>,
+    owner: OwnerToken,
+    /// Empty for `try_acquire`, which never queues.
     ticket: String,
 }
 
-impl Drop for QueuePlace {
+impl Drop for Abandon {
     fn drop(&mut self) {
         let Some(names) = self.names.take() else {
             return;
@@ -515,9 +525,10 @@ impl Drop for QueuePlace {
         };
         let shared = self.shared.clone();
         let ticket = std::mem::take(&mut self.ticket);
+        let owner = self.owner;
         runtime.spawn(async move {
-            if let Err(e) = shared.leave(&names, &ticket).await {
-                tracing::debug!(error = %e, key = names.lock, "leaving a Redis lock queue failed; the place expires by itself");
+            if let Err(e) = shared.leave(&names, &ticket, &owner).await {
+                tracing::debug!(error = %e, key = names.lock, "cleaning up an abandoned Redis lock attempt failed; it expires by itself");
             }
         });
     }
@@ -684,8 +695,18 @@ impl Backend for RedisBackend {
         req: Acquire<'a>,
     ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
         Box::pin(async move {
-            let names = Names::of(req.key);
-            Ok(match self.shared.attempt(&names, &req, None).await? {
+            let mut pending = Abandon {
+                shared: self.shared.clone(),
+                names: Some(Names::of(req.key)),
+                owner: *req.owner,
+                ticket: String::new(),
+            };
+            let names = pending.names.as_ref().expect("set above");
+            let attempt = self.shared.attempt(names, &req, None).await;
+            if attempt.is_ok() {
+                pending.names = None;
+            }
+            Ok(match attempt? {
                 Attempt::Granted(granted) => Some(granted),
                 Attempt::Refused(_) => None,
             })
