@@ -6,7 +6,7 @@
 //!
 //! - `prefix` (default `lockattr:`): the text every stored key starts with;
 //! - `timeout_ms` (default 1000): the longest any one operation waits for an answer; a
-//!   server that stops answering gives [`LockError::Backend`](crate::LockError::Backend)
+//!   server that stops answering gives [`LockError::Backend`]
 //!   after this, never a hang;
 //! - `connect_timeout_ms` (default 1000): the longest one connection attempt takes;
 //! - `tls_ca_file=PATH` (`rediss://` only): trust the PEM certificate(s) in `PATH` instead of
