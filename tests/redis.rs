@@ -622,3 +622,36 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     assert!(taken.is_some(), "a vanished waiter kept the key");
     taken.unwrap().release().await.unwrap();
 }
+
+/// Waiting is notified, not polled: after a long hold (the waiter's poll has backed off
+/// to 250–750 ms) the waiter still takes the key within a few milliseconds of the
+/// release, three times in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_woken_by_the_release() {
+    let (a, b) = (
+        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
+        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
+    );
+    let key = format!("notified-{}-{}", std::process::id(), free_port());
+    let ttl = Duration::from_secs(30);
+    for _ in 0..3 {
+        let held = a.lock(&key).ttl(ttl).try_acquire().await.unwrap().unwrap();
+        let waiter = {
+            let (b, key) = (b.clone(), key.clone());
+            tokio::spawn(async move {
+                let guard = b.lock(key).ttl(ttl).acquire(Duration::from_secs(10)).await;
+                (guard, Instant::now())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let released = Instant::now();
+        held.release().await.unwrap();
+        let (guard, taken) = waiter.await.unwrap();
+        let handoff = taken - released;
+        assert!(
+            handoff < Duration::from_millis(150),
+            "the waiter took the key {handoff:?} after the release"
+        );
+        guard.unwrap().release().await.unwrap();
+    }
+}

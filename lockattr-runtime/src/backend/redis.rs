@@ -40,6 +40,11 @@
 //! `PEXPIRE` to what remains of `min_hold`, then `PUBLISH` the ticket of the oldest live
 //! waiter), extend (token-checked `PEXPIRE`), and leave the queue.
 //!
+//! Redis Cluster: every script touches one hash slot, and releases `PUBLISH` (which a
+//! cluster forwards to every node), so the scripts are cluster-safe; but this backend
+//! connects to one node and does not follow `MOVED` redirections, so point it at a
+//! primary of a single-shard deployment (or a proxy). Sentinel is not supported either.
+//!
 //! Waiting is first come, first served across processes: a waiter queues on its first
 //! refused attempt and only the queue's head may take the key, so a holder that releases
 //! and at once asks again waits behind it. The head is woken by the release's message;
