@@ -175,10 +175,22 @@ async fn renewed_through_restart(id: &str) -> Result<(), LockError> {
     Ok(())
 }
 
+#[distributed_lock(
+    key = "restart-held:<id>",
+    ttl = "30s",
+    on_conflict = "error",
+    backend = "restart"
+)]
+async fn held_through_restart(id: &str) -> Result<(), LockError> {
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    Ok(())
+}
+
 /// A restart during a hold: operations fail with clear `Backend` errors, a renewing body
 /// ends with `Lost` before its ttl could have run out, and the same handle works again
 /// once the server is back, with fencing tokens still growing although the server lost
-/// its data.
+/// its data; a body whose lease the restart wiped (no renewal, a long ttl) ends with `Lost`
+/// as soon as the backend is connected again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_during_a_hold_errors_then_recovers() {
     let port = free_port();
@@ -200,6 +212,7 @@ async fn restart_during_a_hold_errors_then_recovers() {
         let ended = renewed_through_restart("body").await;
         (ended, Instant::now())
     });
+    let wiped = tokio::spawn(held_through_restart("wiped"));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     server.kill();
@@ -224,6 +237,19 @@ async fn restart_during_a_hold_errors_then_recovers() {
     drop(before);
 
     server.restart();
+    let restarted = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(10), wiped)
+        .await
+        .expect("the body whose lease was wiped ends")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    assert!(e.to_string().contains("gone"), "{e}");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(5),
+        "Lost came {:?} after the restart",
+        restarted.elapsed()
+    );
     let after = eventually(Duration::from_secs(10), || async {
         locks
             .lock("held")

@@ -209,6 +209,9 @@ struct Shared {
     timeout: Duration,
     scripts: Scripts,
     waiters: Waiters,
+    /// The leases held through this backend whose holders watch for their loss (the
+    /// attribute's bodies), by stored key, with their owner tokens.
+    held: Waiters,
 }
 
 struct Scripts {
@@ -373,6 +376,7 @@ impl RedisBackend {
             timeout,
             scripts: Scripts::new(),
             waiters: Waiters::default(),
+            held: Waiters::default(),
         });
         let pattern = format!("{{{}*}}:released", glob_escape(url.prefix()));
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -542,7 +546,8 @@ impl Drop for Abandon {
 /// The waiters of one key in this backend: registration id, ticket, and how to wake it.
 type KeyWaiters = Vec<(u64, String, Arc<Notify>)>;
 
-/// The waiters of this backend, by stored key, woken by the listener.
+/// Registrations by stored key, each with a ticket or owner token and a waker: the
+/// waiters woken by release messages, and the holders told of a lease that vanished.
 #[derive(Default)]
 struct Waiters {
     by_key: Mutex<HashMap<String, KeyWaiters>>,
@@ -588,6 +593,17 @@ impl Waiters {
                 }
             }
         }
+    }
+
+    /// Every registration: its key, ticket and waker.
+    fn entries(&self) -> Vec<(String, String, Arc<Notify>)> {
+        self.lock()
+            .iter()
+            .flat_map(|(key, list)| {
+                list.iter()
+                    .map(move |(_, t, n)| (key.clone(), t.clone(), n.clone()))
+            })
+            .collect()
     }
 
     /// Wakes every waiter: messages may have been lost.
@@ -654,9 +670,11 @@ async fn listen(
             let _ = ready.send(Ok(()));
         } else {
             tracing::info!(backend, "Redis release listener reconnected");
-            // Releases may have passed while it was away.
+            // Releases may have passed while it was away, and a restart without
+            // persistence may have wiped the leases held here.
             if let Some(shared) = shared.upgrade() {
                 shared.waiters.wake_all();
+                tokio::spawn(verify_held(shared, backend.clone()));
             }
         }
         pause = Duration::from_millis(50);
@@ -677,6 +695,31 @@ async fn listen(
         match shared.upgrade() {
             Some(shared) => shared.waiters.wake_all(),
             None => return,
+        }
+    }
+}
+
+/// Checks, after the connection to the server was lost, that every watched lease is still
+/// there with its owner token, and reports those that are not as lost.
+async fn verify_held(shared: Arc<Shared>, backend: String) {
+    for (key, owner, notify) in shared.held.entries() {
+        let mut conn = shared.conn.clone();
+        let lock = Names::of(&key).lock;
+        let value: BackendResult<Option<String>> = shared
+            .call(redis::cmd("GET").arg(&lock).query_async(&mut conn))
+            .await;
+        match value {
+            Ok(Some(value)) if value == owner => {}
+            Ok(_) => {
+                tracing::warn!(
+                    backend,
+                    key,
+                    "a held lease is gone from Redis (was the server restarted?)"
+                );
+                notify.notify_one();
+            }
+            // Unreachable again: the renewal or the deadline covers it.
+            Err(_) => {}
         }
     }
 }
@@ -749,6 +792,16 @@ impl Backend for RedisBackend {
                 .arg(&names.channel);
             let held: i64 = self.shared.call(inv.invoke_async(&mut conn)).await?;
             Ok(held == 1)
+        })
+    }
+
+    /// Completes when the pub/sub connection, after losing the server, finds on
+    /// reconnecting that this lease is gone (a restart without persistence, a `FLUSHALL`).
+    /// Expiry and unreachable servers are left to the deadline and the renewals.
+    fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let watch = self.shared.held.register(key, &owner.to_hex());
+            watch.notify.notified().await;
         })
     }
 
