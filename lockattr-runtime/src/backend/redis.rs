@@ -40,6 +40,11 @@
 //! `PEXPIRE` to what remains of `min_hold`, then `PUBLISH` the ticket of the oldest live
 //! waiter), extend (token-checked `PEXPIRE`), and leave the queue.
 //!
+//! A lease the server lost while this backend's connection was down (a restart without
+//! persistence) is reported through [`Backend::lost`] as soon as the release listener
+//! reconnects, so the attribute cancels the body with `Lost` instead of letting it run on
+//! while another process may take the key.
+//!
 //! Redis Cluster: every script touches one hash slot, and releases `PUBLISH` (which a
 //! cluster forwards to every node), so the scripts are cluster-safe; but this backend
 //! connects to one node and does not follow `MOVED` redirections, so point it at a
