@@ -858,5 +858,17 @@ mod tests {
         assert!(client(&url).is_err(), "TLS options need rediss://");
         let url = BackendUrl::parse("rediss://127.0.0.1?tls_insecure=maybe").unwrap();
         assert!(client(&url).is_err());
+        for bad in [
+            "redis://u:hunter2@[bad",
+            "redis://u:hunter2@h:notaport",
+            "redis://u:hunter2@h/db",
+        ] {
+            let url = BackendUrl::parse(bad).unwrap();
+            let e = client(&url)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(matches!(e, LockError::InvalidUrl { .. }), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
     }
 }
