@@ -161,8 +161,29 @@ fn redis_benchmark(args: &[&str]) -> String {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// Runs on tokio's multi-thread runtime, as services do; `LOCKATTR_BENCH_RUNTIME=current_thread`
+/// runs it on one thread, which takes the cost of waking tasks across threads out of the
+/// round trips.
+fn main() {
+    let current_thread = std::env::var("LOCKATTR_BENCH_RUNTIME").as_deref() == Ok("current_thread");
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("a tokio runtime");
+    runtime.block_on(bench(if current_thread {
+        "current_thread"
+    } else {
+        "multi_thread"
+    }));
+}
+
+async fn bench(flavor: &str) {
     let url =
         std::env::var("LOCKATTR_BENCH_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     lockattr::init(&url)
@@ -292,7 +313,7 @@ async fn main() {
         "30000",
     ]);
 
-    println!("## Redis benchmark ({url})");
+    println!("## Redis benchmark ({url}, tokio {flavor} runtime)");
     println!();
     println!("| measure | value |");
     println!("| --- | --- |");
