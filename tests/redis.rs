@@ -681,3 +681,69 @@ async fn waiters_are_woken_by_the_release() {
         guard.unwrap().release().await.unwrap();
     }
 }
+
+/// An ACL user allowed only the keys and channels under the prefix and the commands the
+/// backend uses (as in the module docs) can lock, wait and release; a wrong password is
+/// a `Backend` error that does not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_limited_to_the_prefix_works() {
+    let port = free_port();
+    let _server = Server::start(port);
+    let status = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "ACL",
+            "SETUSER",
+            "locker",
+            "on",
+            ">s3cret",
+            "~{lockattr:*",
+            "&{lockattr:*}:released",
+        ])
+        .args([
+            "+evalsha",
+            "+eval",
+            "+script|load",
+            "+get",
+            "+psubscribe",
+            "+publish",
+            "+ping",
+            "+exists",
+            "+set",
+            "+incr",
+            "+time",
+            "+zrange",
+            "+zscore",
+            "+zadd",
+            "+zrem",
+            "+pexpire",
+            "+pttl",
+            "+del",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "OK");
+    let url = format!("redis://locker:s3cret@127.0.0.1:{port}");
+    let (a, b) = (
+        lockattr::connect(&url).await.unwrap(),
+        lockattr::connect(&url).await.unwrap(),
+    );
+    let ttl = Duration::from_secs(30);
+    let held = a.lock("acl").ttl(ttl).try_acquire().await.unwrap().unwrap();
+    held.extend(ttl).await.unwrap();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lock("acl").ttl(ttl).acquire(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.release().await.unwrap();
+    let next = waiter.await.unwrap().unwrap();
+    assert!(next.token() > 0);
+    next.release().await.unwrap();
+
+    let e = lockattr::connect(&format!("redis://locker:wrong-secret@127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LockError::Backend { .. }), "{e}");
+    assert!(!e.to_string().contains("wrong-secret"), "{e}");
+}

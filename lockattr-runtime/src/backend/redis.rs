@@ -45,6 +45,17 @@
 //! reconnects, so the attribute cancels the body with `Lost` instead of letting it run on
 //! while another process may take the key.
 //!
+//! # ACL
+//!
+//! With the default prefix, a Redis 6+ ACL user needs the keys `~{lockattr:*`, the
+//! channel pattern `&{lockattr:*}:released` (literally: `PSUBSCRIBE` checks patterns
+//! as written; Redis 7 gives new users no channels), and the commands `+evalsha +eval
+//! +script|load +get +psubscribe +publish +ping` plus those the scripts run: `+exists +set
+//! +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del`. Without the channel
+//! permission `connect` fails with the server's `NOPERM` message.
+//!
+//! # Limits
+//!
 //! Redis Cluster: every script touches one hash slot, and releases `PUBLISH` (which a
 //! cluster forwards to every node), so the scripts are cluster-safe; but this backend
 //! connects to one node and does not follow `MOVED` redirections, so point it at a
