@@ -38,7 +38,14 @@
 //! acquire (`SET key token NX PX ttl` and `INCR` the counter, unless the key is held or
 //! somebody else waits at the head of its queue), release (token-checked `DEL`, or
 //! `PEXPIRE` to what remains of `min_hold`, then `PUBLISH` the ticket of the oldest live
-//! waiter), extend (token-checked `PEXPIRE`), and leave the queue.
+//! waiter, if one waits), extend (token-checked `PEXPIRE`), and leave the queue. Each one
+//! is bounded by `timeout_ms`.
+//!
+//! Waiting is first come, first served across processes: a waiter queues on its first
+//! refused attempt and only the queue's head may take the key, so a holder that releases
+//! and at once asks again waits behind it. The head is woken by the release's message;
+//! a jittered poll (5 ms up to 500 ms, and at the lease's expiry) covers lost messages and
+//! holders that crashed.
 //!
 //! A lease the server lost while this backend's connection was down (a restart without
 //! persistence) is reported through [`Backend::lost`] as soon as the release listener
@@ -61,11 +68,10 @@
 //! connects to one node and does not follow `MOVED` redirections, so point it at a
 //! primary of a single-shard deployment (or a proxy). Sentinel is not supported either.
 //!
-//! Waiting is first come, first served across processes: a waiter queues on its first
-//! refused attempt and only the queue's head may take the key, so a holder that releases
-//! and at once asks again waits behind it. The head is woken by the release's message;
-//! a jittered poll (5 ms up to 500 ms, and at the lease's expiry) covers lost messages and
-//! holders that crashed.
+//! As with every single-primary Redis lock, a failover to a replica that had not yet
+//! received a lease, or a restart without persistence, frees that lease early: the
+//! holder learns it through [`Backend::lost`] or its next renewal, and fencing tokens
+//! (which keep growing) let the protected resource refuse the old holder.
 
 use std::collections::HashMap;
 use std::fmt;
