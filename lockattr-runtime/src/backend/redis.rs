@@ -255,6 +255,7 @@ impl Scripts {
 }
 
 /// The Redis names of one lock.
+#[derive(Clone)]
 struct Names {
     lock: String,
     fence: String,
@@ -493,25 +494,26 @@ impl Shared {
         let wake = self.waiters.register(req.key, &ticket);
         let mut place = Abandon {
             shared: self.clone(),
-            names: Some(names),
+            names,
             owner: *req.owner,
             ticket: ticket.clone(),
+            armed: true,
         };
-        let names = place.names.as_ref().expect("set above");
+        let names = &place.names;
         let mut pause = POLL_MIN;
         loop {
             let remaining = match self.attempt(names, &req, Some(&ticket)).await? {
                 Attempt::Granted(granted) => {
                     // The script took the ticket out of the queue.
-                    place.names = None;
+                    place.armed = false;
                     return Ok(Some(granted));
                 }
                 Attempt::Refused(remaining) => remaining,
             };
             let now = Instant::now();
             if now >= deadline {
-                let names = place.names.take().expect("still queued");
-                self.leave(&names, &ticket, req.owner).await?;
+                place.armed = false;
+                self.leave(names, &ticket, req.owner).await?;
                 return Ok(None);
             }
             let mut sleep = crate::jitter(pause).min(deadline - now);
@@ -539,18 +541,20 @@ enum Attempt {
 /// themselves.
 struct Abandon {
     shared: Arc<Shared>,
-    /// `None` once the acquisition ended normally.
-    names: Option<Names>,
+    names: Names,
     owner: OwnerToken,
     /// Empty for `try_acquire`, which never queues.
     ticket: String,
+    /// False once the acquisition ended normally.
+    armed: bool,
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        let Some(names) = self.names.take() else {
+        if !self.armed {
             return;
-        };
+        }
+        let names = self.names.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -767,15 +771,13 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut pending = Abandon {
                 shared: self.shared.clone(),
-                names: Some(Names::of(req.key)),
+                names: Names::of(req.key),
                 owner: *req.owner,
                 ticket: String::new(),
+                armed: true,
             };
-            let names = pending.names.as_ref().expect("set above");
-            let attempt = self.shared.attempt(names, &req, None).await;
-            if attempt.is_ok() {
-                pending.names = None;
-            }
+            let attempt = self.shared.attempt(&pending.names, &req, None).await;
+            pending.armed = attempt.is_err();
             Ok(match attempt? {
                 Attempt::Granted(granted) => Some(granted),
                 Attempt::Refused(_) => None,
