@@ -7,11 +7,14 @@
 mod suite;
 
 /// The checks with holder processes, for backends that processes share (every one but
-/// `memory://`): `conformance!(…); processes!(module);`.
+/// `memory://`): `conformance!(module, …); processes!(module_processes, module);`. The
+/// first name is the module the process tests live in (it must differ from the
+/// conformance module's, which already holds that name), the second the conformance
+/// module whose profile they use.
 #[allow(unused_macros)]
 macro_rules! processes {
-    ($module:ident) => {
-        mod $module {
+    ($tests:ident, $module:ident) => {
+        mod $tests {
             #[test]
             fn killed_holder_frees_the_key() {
                 super::suite::block_on(super::suite::process::killed_holder_frees_the_key(
@@ -279,3 +282,14 @@ conformance!(
     "300ms",
     std::time::Duration::from_millis(300)
 );
+
+#[cfg(feature = "redis")]
+conformance!(
+    redis,
+    "redis",
+    "redis://127.0.0.1:6379".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "redis")]
+processes!(redis_processes, redis);

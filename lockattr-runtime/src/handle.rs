@@ -55,6 +55,7 @@ impl std::fmt::Debug for Locks {
 /// | URL | backend |
 /// | --- | --- |
 /// | `memory://` or `memory://NAME` | in this process (one store per `NAME`) |
+/// | `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) | Redis 5+, cargo feature `redis`; options `timeout_ms`, `connect_timeout_ms`, `tls_ca_file`, `tls_insecure` (see the `lockattr::backend::redis` module) |
 ///
 /// Every URL takes `?prefix=…` (default `lockattr:`), the text every stored key starts with.
 /// An unknown scheme, an unknown parameter or a backend that this build does not include is

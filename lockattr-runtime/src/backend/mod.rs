@@ -14,9 +14,17 @@ use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// The URL schemes of the backends compiled into this build.
-pub const COMPILED_IN: &[&str] = &["memory"];
+pub const COMPILED_IN: &[&str] = &[
+    "memory",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "redis")]
+    "rediss",
+];
 
 /// Schemes of lockattr backends that this build does not include (their cargo feature is off
 /// or they are not written yet).
@@ -36,13 +44,20 @@ const KNOWN: &[&str] = &[
 pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     match url.scheme.as_str() {
         "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Box::new(redis::RedisBackend::open(url).await?)),
         other if KNOWN.contains(&other) => Err(url.invalid(format!(
             "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
             COMPILED_IN.join(", ")
         ))),
         other => Err(url.invalid(format!(
             "unknown backend `{other}`; expected one of: {}",
-            COMPILED_IN.iter().chain(KNOWN).copied().collect::<Vec<_>>().join(", ")
+            COMPILED_IN
+                .iter()
+                .chain(KNOWN.iter().filter(|k| !COMPILED_IN.contains(k)))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
