@@ -7,11 +7,13 @@
 mod suite;
 
 /// The checks with holder processes, for backends that processes share (every one but
-/// `memory://`): `conformance!(…); processes!(module);`.
+/// `memory://`): `conformance!(module, …); processes!(module_processes, module);` (the
+/// tests go into a module of their own, next to the `conformance!` module whose profile
+/// they use).
 #[allow(unused_macros)]
 macro_rules! processes {
-    ($module:ident) => {
-        mod $module {
+    ($tests:ident, $module:ident) => {
+        mod $tests {
             #[test]
             fn killed_holder_frees_the_key() {
                 super::suite::block_on(super::suite::process::killed_holder_frees_the_key(
