@@ -281,3 +281,44 @@ conformance!(
     "300ms",
     std::time::Duration::from_millis(300)
 );
+
+/// A fresh SQLite file for this test binary's run.
+#[cfg(feature = "sqlite")]
+fn sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("lockattr-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp folder");
+    format!("sqlite://{}", dir.join("locks.db").display())
+}
+
+#[cfg(feature = "sqlite")]
+conformance!(
+    sqlite,
+    "sqlite",
+    crate::sqlite_url(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "sqlite")]
+processes!(sqlite_processes, sqlite);
+
+#[cfg(feature = "postgres")]
+conformance!(
+    postgres_table,
+    "postgres_table",
+    "postgres://postgres@127.0.0.1:5432/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "postgres")]
+processes!(postgres_table_processes, postgres_table);
+
+#[cfg(feature = "mysql")]
+conformance!(
+    mysql_table,
+    "mysql_table",
+    "mysql://root@127.0.0.1:3306/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "mysql")]
+processes!(mysql_table_processes, mysql_table);

@@ -14,9 +14,23 @@ use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
 pub mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod table;
 
 /// The URL schemes of the backends compiled into this build.
-pub const COMPILED_IN: &[&str] = &["memory"];
+pub const COMPILED_IN: &[&str] = &[
+    "memory",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "postgresql",
+    #[cfg(feature = "mysql")]
+    "mysql",
+    #[cfg(feature = "mysql")]
+    "mariadb",
+];
 
 /// Schemes of lockattr backends that this build does not include (their cargo feature is off
 /// or they are not written yet).
@@ -36,15 +50,52 @@ const KNOWN: &[&str] = &[
 pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     match url.scheme.as_str() {
         "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Box::new(table::open(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" if table::is_table_url(url) => {
+            Ok(Box::new(table::open(url).await?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => open_session_postgres(url).await,
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" if table::is_table_url(url) => Ok(Box::new(table::open(url).await?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => open_session_mysql(url).await,
         other if KNOWN.contains(&other) => Err(url.invalid(format!(
             "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
             COMPILED_IN.join(", ")
         ))),
         other => Err(url.invalid(format!(
             "unknown backend `{other}`; expected one of: {}",
-            COMPILED_IN.iter().chain(KNOWN).copied().collect::<Vec<_>>().join(", ")
+            COMPILED_IN
+                .iter()
+                .chain(KNOWN.iter().filter(|k| !COMPILED_IN.contains(k)))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
+}
+
+/// `postgres://` without `mode=table`: PostgreSQL advisory locks.
+// MERGE: replace the body with `Ok(Box::new(postgres::open(url).await?))` (or whatever
+// the session-lock module exposes) when the advisory-lock backend is merged.
+#[cfg(feature = "postgres")]
+async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Err(url.invalid(
+        "advisory/session mode is not in this build yet; add `?mode=table` for the lease table",
+    ))
+}
+
+/// `mysql://` without `mode=table`: MySQL / MariaDB `GET_LOCK`.
+// MERGE: replace the body with `Ok(Box::new(mysql::open(url).await?))` (or whatever the
+// session-lock module exposes) when the GET_LOCK backend is merged.
+#[cfg(feature = "mysql")]
+async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Err(url.invalid(
+        "advisory/session mode is not in this build yet; add `?mode=table` for the lease table",
+    ))
 }
 
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
