@@ -1,0 +1,364 @@
+//! The lease table beyond the conformance suite: the table is created on first use, two
+//! `table=` names do not interfere, a lost connection (as in a database restart) does not
+//! lose the lease, and a broken SQLite file is a clear error.
+//!
+//! Needs the PostgreSQL and MariaDB of `scripts/services.sh`; a server that cannot be
+//! reached fails the test.
+
+mod suite;
+
+use std::time::Duration;
+
+use lockattr::{LockError, Locks};
+use sqlx::{Connection, Executor};
+use suite::{block_on, unique};
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MY: &str = "mysql://root@127.0.0.1:3306/test";
+const TTL: Duration = Duration::from_secs(30);
+
+fn temp_sqlite(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lockattr-table-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{}.db", unique(name)))
+}
+
+async fn connect(url: &str) -> Locks {
+    lockattr::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// A table name no earlier run used.
+fn table_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("la_{tag}_{}_{nanos}", std::process::id())
+}
+
+async fn pg_table_exists(table: &str) -> bool {
+    let mut c = sqlx::PgConnection::connect(PG).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $1 OR table_name = $1 || '_waiters'",
+    )
+    .bind(table)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    n == 2
+}
+
+async fn my_table_exists(table: &str) -> bool {
+    let mut c = sqlx::MySqlConnection::connect(MY).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'test' AND (table_name = ? OR table_name = CONCAT(?, '_waiters'))",
+    )
+    .bind(table)
+    .bind(table)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    n == 2
+}
+
+async fn drop_pg(table: &str) {
+    let mut c = sqlx::PgConnection::connect(PG).await.unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {table}, {table}_waiters"
+    )))
+    .await
+    .unwrap();
+}
+
+async fn drop_my(table: &str) {
+    let mut c = sqlx::MySqlConnection::connect(MY).await.unwrap();
+    c.execute(sqlx::AssertSqlSafe(format!(
+        "DROP TABLE IF EXISTS {table}, {table}_waiters"
+    )))
+    .await
+    .unwrap();
+}
+
+/// Takes and gives back one key, checking exclusion on a second handle.
+async fn round_trip(a: &Locks, b: &Locks) -> u64 {
+    let key = unique("rt");
+    let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+    assert!(b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none());
+    let token = g.token();
+    g.release().await.unwrap();
+    token
+}
+
+#[test]
+fn tables_are_created_on_first_use() {
+    block_on(async {
+        let t = table_name("first");
+        assert!(!pg_table_exists(&t).await);
+        let url = format!("{PG}?mode=table&table={t}");
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        assert!(pg_table_exists(&t).await, "postgres table {t} not created");
+        assert_eq!(round_trip(&a, &b).await, 1);
+        drop_pg(&t).await;
+
+        let t = table_name("first");
+        assert!(!my_table_exists(&t).await);
+        let url = format!("{MY}?mode=table&table={t}");
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        assert!(my_table_exists(&t).await, "mysql table {t} not created");
+        assert_eq!(round_trip(&a, &b).await, 1);
+        drop_my(&t).await;
+
+        let path = temp_sqlite("first");
+        assert!(!path.exists());
+        let url = format!("sqlite://{}?table=first_use", path.display());
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        assert!(path.exists());
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('first_use', 'first_use_waiters')",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(round_trip(&a, &b).await, 1);
+    });
+}
+
+#[test]
+fn two_tables_do_not_interfere() {
+    block_on(async {
+        let path = temp_sqlite("two");
+        let sqlite = format!("sqlite://{}", path.display());
+        let (t1, t2) = (table_name("one"), table_name("two"));
+        for base in [
+            format!("{PG}?mode=table&"),
+            format!("{MY}?mode=table&"),
+            format!("{sqlite}?"),
+        ] {
+            let one = connect(&format!("{base}table={t1}")).await;
+            let two = connect(&format!("{base}table={t2}")).await;
+            let key = unique("shared-name");
+            let g1 = one
+                .lock(&key)
+                .ttl(TTL)
+                .try_acquire()
+                .await
+                .unwrap()
+                .expect("free in table one");
+            let g2 = two
+                .lock(&key)
+                .ttl(TTL)
+                .try_acquire()
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{base}: a lock in table one blocked table two"));
+            assert_eq!(
+                (g1.token(), g2.token()),
+                (1, 1),
+                "{base}: fences are per table"
+            );
+            g1.release().await.unwrap();
+            assert!(
+                two.lock(&key)
+                    .ttl(TTL)
+                    .try_acquire()
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{base}: releasing in table one freed table two"
+            );
+            g2.release().await.unwrap();
+        }
+        drop_pg(&t1).await;
+        drop_pg(&t2).await;
+        drop_my(&t1).await;
+        drop_my(&t2).await;
+    });
+}
+
+#[test]
+fn bad_table_names_are_refused() {
+    block_on(async {
+        for url in [
+            format!("{PG}?mode=table&table=x;drop"),
+            format!("{MY}?mode=table&table=1x"),
+            "sqlite://x.db?table=a-b".to_string(),
+            format!("{PG}?mode=table&tabel=x"),
+        ] {
+            let e = lockattr::connect(&url).await.unwrap_err();
+            assert!(matches!(e, LockError::InvalidUrl { .. }), "{url}: {e}");
+        }
+    });
+}
+
+/// The lease is a row, not a session: every connection of the pool killed by the server
+/// (what a restart does to a client) is noticed at the next statement, which runs again on
+/// a new connection; the lease held meanwhile is still held, and still exclusive.
+async fn survives_killed_sessions(url: &str, kill: impl std::future::Future<Output = u64>) {
+    let (a, b) = (connect(url).await, connect(url).await);
+    // Open connections in both pools.
+    round_trip(&a, &b).await;
+    let key = unique("restart");
+    let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+    let killed = kill.await;
+    assert!(killed >= 2, "{url}: killed {killed} sessions");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    g.extend(TTL)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: extend after the kill: {e}"));
+    assert!(
+        b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+        "{url}: the lease was lost with the sessions"
+    );
+    let token = g.token();
+    g.release().await.unwrap();
+    let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+    assert!(next.token() > token);
+    next.release().await.unwrap();
+}
+
+#[test]
+fn postgres_sessions_killed_during_a_hold() {
+    block_on(async {
+        let app = format!("lockattr_restart_{}", std::process::id());
+        let url = format!("{PG}?mode=table&application_name={app}");
+        survives_killed_sessions(&url, async {
+            let mut c = sqlx::PgConnection::connect(PG).await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
+            )
+            .bind(&app)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            n as u64
+        })
+        .await;
+    });
+}
+
+#[test]
+fn mysql_sessions_killed_during_a_hold() {
+    block_on(async {
+        // A database of its own, so that only this test's sessions are killed.
+        let db = "lockattr_restart";
+        let mut admin = sqlx::MySqlConnection::connect(MY).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE IF NOT EXISTS {db}"
+            )))
+            .await
+            .unwrap();
+        let url = format!("mysql://root@127.0.0.1:3306/{db}?mode=table");
+        survives_killed_sessions(&url, async {
+            let ids: Vec<u64> = sqlx::query_scalar(
+                "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+            )
+            .bind(db)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            for id in &ids {
+                let _ = admin
+                    .execute(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
+                    .await;
+            }
+            ids.len() as u64
+        })
+        .await;
+    });
+}
+
+#[test]
+fn sqlite_file_deleted_is_a_clear_error() {
+    block_on(async {
+        let path = temp_sqlite("deleted");
+        let url = format!("sqlite://{}", path.display());
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        round_trip(&a, &b).await;
+        let held = a
+            .lock("held")
+            .ttl(TTL)
+            .try_acquire()
+            .await
+            .unwrap()
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let e = b.lock("k").ttl(TTL).try_acquire().await.unwrap_err();
+        assert!(matches!(e, LockError::Backend { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("gone"),
+            "{msg}"
+        );
+        let e = held.extend(TTL).await.unwrap_err();
+        assert!(matches!(e, LockError::Backend { .. }), "{e}");
+        // A new handle starts a new file.
+        let c = connect(&url).await;
+        assert!(c.lock("k").ttl(TTL).try_acquire().await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn sqlite_file_locked_by_another_writer_is_a_clear_error() {
+    block_on(async {
+        let path = temp_sqlite("locked");
+        let url = format!("sqlite://{}?busy_timeout=200", path.display());
+        let a = connect(&url).await;
+        // Another connection (SQLite's file locks work the same between connections of one
+        // process as between processes) takes the write lock and keeps it.
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        other.execute("BEGIN EXCLUSIVE").await.unwrap();
+        let started = std::time::Instant::now();
+        let e = a.lock("k").ttl(TTL).try_acquire().await.unwrap_err();
+        assert!(matches!(e, LockError::Backend { .. }), "{e}");
+        assert!(e.to_string().contains("locked"), "{e}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "busy_timeout not waited"
+        );
+        other.execute("COMMIT").await.unwrap();
+        assert!(a.lock("k").ttl(TTL).try_acquire().await.unwrap().is_some());
+    });
+}
+
+/// `min_hold` is kept by the database: the key stays taken after the handle that released
+/// it is gone, as after a process exit.
+#[test]
+fn min_hold_outlives_the_handle() {
+    block_on(async {
+        let path = temp_sqlite("min-hold");
+        for url in [
+            format!("sqlite://{}", path.display()),
+            format!("{PG}?mode=table"),
+            format!("{MY}?mode=table"),
+        ] {
+            let key = unique("min-hold");
+            let a = connect(&url).await;
+            let g = a
+                .lock(&key)
+                .ttl(Duration::from_secs(10))
+                .min_hold(Duration::from_secs(2))
+                .try_acquire()
+                .await
+                .unwrap()
+                .unwrap();
+            g.release().await.unwrap();
+            drop(a);
+            let b = connect(&url).await;
+            assert!(
+                b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+                "{url}: min_hold ended with the handle"
+            );
+        }
+    });
+}
