@@ -362,3 +362,64 @@ fn min_hold_outlives_the_handle() {
         }
     });
 }
+
+/// Semantic 6 across processes (no in-process wake-ups, only the waiter table): holder
+/// processes that start waiting one after another take the key in that order.
+#[test]
+fn waiters_in_other_processes_are_served_in_order() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let path = temp_sqlite("fifo-processes");
+    let urls = [
+        format!("sqlite://{}", path.display()),
+        format!("{PG}?mode=table"),
+        format!("{MY}?mode=table"),
+    ];
+    let runs: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            std::thread::spawn(move || {
+                let key = unique("fifo-proc");
+                let mut lines = Vec::new();
+                let mut children = Vec::new();
+                for (i, hold_ms) in ["1500", "200", "200", "200"].into_iter().enumerate() {
+                    let mut child = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
+                        .args([url.as_str(), key.as_str(), hold_ms])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .expect("lockattr-holder starts");
+                    let out = BufReader::new(child.stdout.take().unwrap());
+                    lines.push(std::thread::spawn(move || {
+                        out.lines().map_while(Result::ok).collect::<Vec<_>>()
+                    }));
+                    children.push(child);
+                    // Let holder i queue before holder i + 1 starts.
+                    std::thread::sleep(Duration::from_millis(if i == 0 { 500 } else { 300 }));
+                }
+                for mut c in children {
+                    c.wait().unwrap();
+                }
+                let tokens: Vec<u64> = lines
+                    .into_iter()
+                    .map(|l| {
+                        let out = l.join().unwrap();
+                        let acquired = out
+                            .iter()
+                            .find_map(|l| l.strip_prefix("acquired "))
+                            .unwrap_or_else(|| panic!("{url}: holder said {out:?}"));
+                        assert!(out.iter().any(|l| l == "finished"), "{url}: {out:?}");
+                        acquired.parse().unwrap()
+                    })
+                    .collect();
+                assert!(
+                    tokens.windows(2).all(|w| w[0] < w[1]),
+                    "{url}: processes served out of order, tokens by arrival {tokens:?}"
+                );
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+}
