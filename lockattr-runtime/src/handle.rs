@@ -55,9 +55,9 @@ impl std::fmt::Debug for Locks {
 /// | URL | backend |
 /// | --- | --- |
 /// | `memory://` or `memory://NAME` | in this process (one store per `NAME`) |
-/// | `sqlite://PATH` (feature `sqlite`) | a lease table in a local SQLite file, shared by the processes of one host ([`table`](crate::backend::table)) |
-/// | `postgres://…?mode=table` (feature `postgres`) | the lease table on PostgreSQL ([`table`](crate::backend::table)) |
-/// | `mysql://…?mode=table` (feature `mysql`) | the lease table on MySQL / MariaDB ([`table`](crate::backend::table)) |
+/// | `sqlite://PATH` (feature `sqlite`) | a lease table in a local SQLite file, shared by the processes of one host (`lockattr::backend::table`) |
+/// | `postgres://…?mode=table` (feature `postgres`) | the lease table on PostgreSQL (`lockattr::backend::table`) |
+/// | `mysql://…?mode=table` (feature `mysql`) | the lease table on MySQL / MariaDB (`lockattr::backend::table`) |
 ///
 /// Every URL takes `?prefix=…` (default `lockattr:`), the text every stored key starts with.
 /// An unknown scheme, an unknown parameter or a backend that this build does not include is

@@ -8,7 +8,7 @@
 //! | URL | database |
 //! | --- | --- |
 //! | `sqlite://locks.db`, `sqlite:///var/lib/app/locks.db` | a local SQLite file (created if missing): several processes on one host share locks with no server |
-//! | `postgres://user@host/db?mode=table` (`postgresql://` too) | PostgreSQL; works through PgBouncer in transaction mode (no session state is used) |
+//! | `postgres://user@host/db?mode=table` (`postgresql://` too) | PostgreSQL; a lease outlives its connection, and no session state is used, so transaction pooling (PgBouncer) suits it: sqlx prepares its statements, which PgBouncer supports in transaction mode from 1.21 on with `max_prepared_statements` set (not tested here) |
 //! | `mysql://user@host/db?mode=table` (`mariadb://` too) | MySQL 8 or MariaDB |
 //!
 //! Query parameters:
@@ -17,7 +17,8 @@
 //! - `table` (default `lockattr_locks`): the table's name, an identifier of letters, digits
 //!   and `_` (at most 48 bytes, not starting with a digit); the waiter table is this name
 //!   followed by `_waiters`. Two names never interfere;
-//! - `mode=table` (PostgreSQL and MySQL only): use the lease table rather than session locks;
+//! - `mode=table`: on PostgreSQL and MySQL, use the lease table rather than session locks
+//!   (SQLite accepts it and has nothing else);
 //! - `busy_timeout` (SQLite only, milliseconds, default 5000): how long a statement waits for
 //!   another process's write before failing with [`LockError::Backend`](crate::LockError);
 //! - PostgreSQL and MySQL also take the connection parameters of their driver (`sslmode`,
@@ -1048,9 +1049,11 @@ fn holder() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".to_owned());
-    let mut holder = format!("{host}:{}", std::process::id());
-    holder.truncate(200);
-    holder
+    let holder = format!("{host}:{}", std::process::id());
+    match holder.char_indices().nth(200) {
+        Some((end, _)) => holder[..end].to_owned(),
+        None => holder,
+    }
 }
 
 /// The URL for sqlx: `scheme://rest` with only the parameters in `passed` (re-encoded).
@@ -1143,7 +1146,12 @@ fn open_mysql(url: &BackendUrl) -> Result<(Db, Dialect, String), LockError> {
 #[cfg(feature = "sqlite")]
 async fn open_sqlite(url: &BackendUrl) -> Result<(Db, Dialect, String), LockError> {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    url.check_params(&["prefix", "table", "busy_timeout"])?;
+    url.check_params(&["prefix", "table", "mode", "busy_timeout"])?;
+    if let Some(mode) = url.params.get("mode").filter(|m| *m != "table") {
+        return Err(url.invalid(format!(
+            "`mode={mode}`: SQLite has only the lease table (`mode=table`, the default)"
+        )));
+    }
     if url.rest.is_empty() {
         return Err(url.invalid(
             "expected `sqlite://PATH`, for example `sqlite://locks.db` or `sqlite:///var/lib/app/locks.db`",
