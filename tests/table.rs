@@ -423,3 +423,89 @@ fn waiters_in_other_processes_are_served_in_order() {
         r.join().unwrap();
     }
 }
+
+fn all_urls(tag: &str) -> [String; 3] {
+    [
+        format!("sqlite://{}", temp_sqlite(tag).display()),
+        format!("{PG}?mode=table"),
+        format!("{MY}?mode=table"),
+    ]
+}
+
+/// A waiter that times out, or whose future is dropped, leaves the queue at once: it does
+/// not hold up a `try_acquire` once the key is free.
+#[test]
+fn waiters_that_give_up_leave_the_queue() {
+    block_on(async {
+        for url in all_urls("give-up") {
+            let (a, b, c) = (
+                connect(&url).await,
+                connect(&url).await,
+                connect(&url).await,
+            );
+            let key = unique("give-up");
+            let held = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+            let e = b
+                .lock(&key)
+                .ttl(TTL)
+                .acquire(Duration::from_millis(100))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, LockError::Timeout { .. }), "{url}: {e}");
+            let waiter = tokio::spawn({
+                let (b, key) = (b.clone(), key.clone());
+                async move { b.lock(&key).ttl(TTL).acquire(Duration::from_secs(30)).await }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waiter.abort();
+            let _ = waiter.await;
+            // The aborted waiter leaves in the background.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            held.release().await.unwrap();
+            let started = std::time::Instant::now();
+            let next = c.lock(&key).ttl(TTL).try_acquire().await.unwrap();
+            assert!(
+                next.is_some(),
+                "{url}: a waiter that gave up still blocks the key"
+            );
+            assert!(started.elapsed() < Duration::from_secs(1));
+        }
+    });
+}
+
+/// A waiter process killed while queued holds up the queue only until its place lapses
+/// (3 s), not forever.
+#[test]
+fn killed_waiter_process_lapses() {
+    use std::process::{Command, Stdio};
+    block_on(async {
+        for url in all_urls("killed-waiter") {
+            let a = connect(&url).await;
+            let id = unique("killed-waiter");
+            let key = format!("proc:{id}");
+            let held = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+            let mut waiter = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
+                .args([url.as_str(), id.as_str(), "100"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("lockattr-holder starts");
+            // Long enough for the holder process to start and queue.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            waiter.kill().unwrap();
+            waiter.wait().unwrap();
+            held.release().await.unwrap();
+            assert!(
+                a.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+                "{url}: the killed waiter's place was not kept"
+            );
+            let taken = suite::eventually(Duration::from_secs(6), || async {
+                a.lock(&key).ttl(TTL).try_acquire().await.unwrap()
+            })
+            .await;
+            assert!(
+                taken.is_some(),
+                "{url}: a killed waiter blocked the key for good"
+            );
+        }
+    });
+}
