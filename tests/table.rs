@@ -509,3 +509,50 @@ fn killed_waiter_process_lapses() {
         }
     });
 }
+
+/// A lease is a row: 1,000 held locks keep no connection busy, and one handle never opens
+/// more than its pool's 8 connections.
+#[test]
+fn a_thousand_held_locks_use_few_connections() {
+    block_on(async {
+        let app = format!("lockattr_many_{}", std::process::id());
+        let locks = connect(&format!("{PG}?mode=table&application_name={app}")).await;
+        let prefix = unique("many");
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let (locks, prefix) = (locks.clone(), prefix.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut guards = Vec::new();
+                for i in 0..125 {
+                    let key = format!("{prefix}:{t}:{i}");
+                    guards.push(
+                        locks
+                            .lock(key)
+                            .ttl(TTL)
+                            .try_acquire()
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }
+                guards
+            }));
+        }
+        let mut guards = Vec::new();
+        for t in tasks {
+            guards.extend(t.await.unwrap());
+        }
+        assert_eq!(guards.len(), 1000);
+        let mut c = sqlx::PgConnection::connect(PG).await.unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        assert!((1..=8).contains(&n), "{n} connections for 1,000 held locks");
+        for g in guards {
+            g.release().await.unwrap();
+        }
+    });
+}

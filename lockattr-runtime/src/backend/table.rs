@@ -7,7 +7,7 @@
 //!
 //! | URL | database |
 //! | --- | --- |
-//! | `sqlite://locks.db`, `sqlite:///var/lib/app/locks.db` | a local SQLite file (created if missing): several processes on one host share locks with no server |
+//! | `sqlite://locks.db`, `sqlite:///var/lib/app/locks.db` | a local SQLite file (created if missing; the path is used as written, relative to the working directory unless it starts with `/`): several processes on one host share locks with no server |
 //! | `postgres://user@host/db?mode=table` (`postgresql://` too) | PostgreSQL; a lease outlives its connection, and no session state is used, so transaction pooling (PgBouncer) suits it: sqlx prepares its statements, which PgBouncer supports in transaction mode from 1.21 on with `max_prepared_statements` set (not tested here) |
 //! | `mysql://user@host/db?mode=table` (`mariadb://` too) | MySQL 8 or MariaDB |
 //!
@@ -1179,9 +1179,15 @@ async fn open_sqlite(url: &BackendUrl) -> Result<(Db, Dialect, String), LockErro
         .idle_timeout(Duration::from_secs(60))
         .test_before_acquire(false)
         .connect_lazy_with(options);
-    let store = std::fs::canonicalize(path)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| url.rest.clone());
+    // The file may not exist yet: name it by its canonical folder.
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let store = match (std::fs::canonicalize(folder), path.file_name()) {
+        (Ok(folder), Some(file)) => folder.join(file).display().to_string(),
+        _ => url.rest.clone(),
+    };
     Ok((
         Db::Sqlite(Pooled::new(pool)),
         Dialect::Sqlite,
