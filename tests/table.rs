@@ -556,3 +556,22 @@ fn a_thousand_held_locks_use_few_connections() {
         }
     });
 }
+
+/// A database that cannot be reached is a `Backend` error at connect, naming the URL.
+#[test]
+fn unreachable_database_is_a_backend_error() {
+    block_on(async {
+        for url in [
+            "postgres://postgres:hunter2@127.0.0.1:1/test?mode=table",
+            "mysql://root:hunter2@127.0.0.1:1/test?mode=table",
+        ] {
+            let e = lockattr::connect(url).await.unwrap_err();
+            assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("127.0.0.1:1") && !msg.contains("hunter2"),
+                "{msg}"
+            );
+        }
+    });
+}

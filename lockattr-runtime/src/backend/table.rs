@@ -1003,7 +1003,11 @@ impl Inner {
             tries += 1;
             match self.create_once().await {
                 Ok(()) => return Ok(()),
-                Err(e) if tries < 3 => {
+                // Only an answer from the database is worth another try: an unreachable
+                // one has already been retried for the pool's acquire timeout.
+                Err(e)
+                    if tries < 3 && matches!(e.downcast_ref(), Some(sqlx::Error::Database(_))) =>
+                {
                     tracing::debug!(backend = %self.name, error = %e, "creating the lock tables failed, retrying");
                     tokio::time::sleep(crate::jitter(Duration::from_millis(20))).await;
                 }
@@ -1214,6 +1218,54 @@ mod tests {
         assert_eq!(millis(Duration::from_micros(1500)), 2);
         assert_eq!(millis(Duration::from_secs(2)), 2000);
         assert_eq!(millis(Duration::MAX), i64::MAX / 4);
+    }
+
+    async fn refused(url: &str) -> String {
+        let parsed = BackendUrl::parse(url).unwrap();
+        match open(&parsed).await {
+            Err(e @ LockError::InvalidUrl { .. }) => {
+                let msg = e.to_string();
+                assert!(!msg.contains("hunter2"), "{msg}");
+                msg
+            }
+            Err(e) => panic!("{url}: {e}"),
+            Ok(_) => panic!("{url} was accepted"),
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn bad_sqlite_urls_are_refused() {
+        assert!(refused("sqlite://").await.contains("sqlite://PATH"));
+        assert!(refused("sqlite://x.db?mode=session")
+            .await
+            .contains("mode=session"));
+        assert!(refused("sqlite://x.db?busy_timeout=soon")
+            .await
+            .contains("milliseconds"));
+        assert!(refused("sqlite://x.db?table=a-b")
+            .await
+            .contains("table name"));
+        assert!(refused("sqlite://u:hunter2@x.db?nope=1")
+            .await
+            .contains("`nope`"));
+        assert!(!std::path::Path::new("x.db").exists());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn bad_postgres_urls_are_refused_without_the_password() {
+        refused("postgres://u:hunter2@[bad?mode=table").await;
+        assert!(refused("postgres://u:hunter2@h/db?mode=table&tabel=x")
+            .await
+            .contains("`tabel`"));
+    }
+
+    #[cfg(feature = "mysql")]
+    #[tokio::test]
+    async fn bad_mysql_urls_are_refused_without_the_password() {
+        refused("mysql://u:hunter2@[bad?mode=table").await;
+        refused("mariadb://u:hunter2@h/db?mode=table&table=x;y").await;
     }
 
     #[cfg(feature = "postgres")]
