@@ -2,7 +2,8 @@
 //!
 //! Every lock is one row of a ShedLock-style table. A lock is taken by **one atomic
 //! statement** that inserts the row, or takes over an existing row whose lease has ended,
-//! and returns the new fencing token. Every time is the **database's clock** (milliseconds
+//! and returns the new fencing token; `holder` names the process that took it last
+//! (`host:pid`, for operators: lockattr never reads it). Every time is the **database's clock** (milliseconds
 //! since the Unix epoch, computed inside the statement), never the caller's.
 //!
 //! | URL | database |
@@ -633,9 +634,6 @@ impl Inner {
         req: Acquire<'_>,
         deadline: Instant,
     ) -> BackendResult<Option<Granted>> {
-        let woken = self.wakers.slot(req.key).notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
         if let Some(granted) = self.attempt(&req, NO_TICKET).await? {
             return Ok(Some(granted));
         }
@@ -651,6 +649,8 @@ impl Inner {
         let mut refreshed = Instant::now();
         let mut pause = POLL_MIN;
         loop {
+            // Listen before trying, so that a release between the try and the wait still
+            // wakes this waiter.
             let woken = self.wakers.slot(req.key).notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
