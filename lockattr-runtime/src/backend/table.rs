@@ -166,6 +166,7 @@ const NO_TICKET: i64 = i64::MAX;
 
 /// Whether `url` names the lease table: `sqlite://`, or a PostgreSQL / MySQL URL with
 /// `mode=table`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn is_table_url(url: &BackendUrl) -> bool {
     url.scheme == "sqlite" || url.params.get("mode").map(String::as_str) == Some("table")
 }
@@ -905,6 +906,7 @@ impl Backend for TableBackend {
 // ---- opening ------------------------------------------------------------------------------
 
 /// lockattr's own query parameters, never passed to sqlx.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const OWN_PARAMS: &[&str] = &["prefix", "mode", "table"];
 
 /// Connection parameters of sqlx's PostgreSQL driver, passed through.
@@ -977,12 +979,14 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<TableBackend, LockError> {
         holder: holder(),
         name: url.redacted.clone(),
     };
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
     let mut inner = inner;
     inner
         .create_tables()
         .await
         .map_err(|e| LockError::backend(&url.redacted, None, e))?;
     #[cfg(feature = "sqlite")]
+    #[allow(irrefutable_let_patterns)]
     if let Db::Sqlite(pooled) = &inner.db {
         let path = pooled.pool.connect_options().get_filename().to_path_buf();
         let id = FileId::of(&path).map_err(|e| LockError::backend(&url.redacted, None, e))?;
