@@ -1,9 +1,11 @@
 //! The lease table beyond the conformance suite: the table is created on first use, two
-//! `table=` names do not interfere, a lost connection (as in a database restart) does not
-//! lose the lease, and a broken SQLite file is a clear error.
+//! `table=` names do not interfere, killed sessions and a real database restart do not lose
+//! the lease (nor need a new `connect`), fair waiting across processes, and a broken SQLite
+//! file is a clear error.
 //!
 //! Needs the PostgreSQL and MariaDB of `scripts/services.sh`; a server that cannot be
-//! reached fails the test.
+//! reached fails the test. The restart tests start private servers of their own (their own
+//! folder and port, from the same packages), so that restarting them disturbs nobody.
 
 mod suite;
 
@@ -573,5 +575,217 @@ fn unreachable_database_is_a_backend_error() {
                 "{msg}"
             );
         }
+    });
+}
+
+/// Runs `program args` as the `postgres` user when this process is root (the PostgreSQL
+/// server refuses to run as root), else as this user.
+fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|d| d.filter_map(Result::ok).map(|e| e.path()).max())
+        .map(|v| v.join("bin").join(program))
+        .unwrap_or_else(|| program.into());
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A private PostgreSQL server (its own folder and port), restarted for real during a
+/// hold: the lease survives, and the same handle goes on without a new `connect`.
+#[test]
+fn postgres_restarted_during_a_hold() {
+    let dir = std::env::temp_dir().join(format!("lockattr-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::process::Command::new("chown")
+        .args(["postgres:postgres", &dir.display().to_string()])
+        .status();
+    let data = dir.join("data");
+    let data = data.display().to_string();
+    let port = 20000 + std::process::id() % 20000;
+    as_postgres("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"]);
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        dir.display()
+    );
+    let log = dir.join("log").display().to_string();
+    as_postgres(
+        "pg_ctl",
+        &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+    );
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(|| {
+                as_postgres("pg_ctl", &["-D", &self.0, "-m", "immediate", "stop"])
+            });
+        }
+    }
+    let stop = Stop(data.clone());
+    block_on(async {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?mode=table");
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        round_trip(&a, &b).await;
+        let key = unique("restart");
+        let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &opts, "-l", &log, "-m", "fast", "-w", "restart",
+            ],
+        );
+        g.extend(TTL)
+            .await
+            .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
+        assert!(
+            b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+            "the lease was lost in the restart"
+        );
+        let token = g.token();
+        g.release().await.unwrap();
+        let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        assert!(next.token() > token);
+        next.release().await.unwrap();
+    });
+    drop(stop);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A private MariaDB server (its own folder and port).
+struct PrivateMariaDb {
+    dir: std::path::PathBuf,
+    port: u32,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariaDb {
+    fn install() -> Self {
+        let dir = std::env::temp_dir().join(format!("lockattr-my-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args([
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .output()
+            .expect("mariadb-install-db runs");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = 20000 + (std::process::id() + 7) % 20000;
+        PrivateMariaDb {
+            dir,
+            port,
+            child: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mariadbd");
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = std::process::Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("mariadbd starts");
+        self.child = Some(child);
+        let admin = format!("mysql://root@127.0.0.1:{}/mysql", self.port);
+        let up = suite::eventually(Duration::from_secs(30), || async {
+            sqlx::MySqlConnection::connect(&admin).await.ok()
+        })
+        .await;
+        let mut c = up.expect("the private MariaDB answers");
+        c.execute("CREATE DATABASE IF NOT EXISTS test")
+            .await
+            .unwrap();
+    }
+
+    /// A clean shutdown (SIGTERM), as a service manager's restart does.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private MariaDB, restarted for real during a hold: the lease survives, and the same
+/// handle goes on without a new `connect`.
+#[test]
+fn mysql_restarted_during_a_hold() {
+    block_on(async {
+        let mut server = PrivateMariaDb::install();
+        server.start().await;
+        let url = format!("mysql://root@127.0.0.1:{}/test?mode=table", server.port);
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        round_trip(&a, &b).await;
+        let key = unique("restart");
+        let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        server.stop();
+        server.start().await;
+        g.extend(TTL)
+            .await
+            .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
+        assert!(
+            b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+            "the lease was lost in the restart"
+        );
+        let token = g.token();
+        g.release().await.unwrap();
+        let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        assert!(next.token() > token);
+        next.release().await.unwrap();
     });
 }
