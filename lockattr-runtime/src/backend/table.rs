@@ -1165,6 +1165,12 @@ async fn open_sqlite(url: &BackendUrl) -> Result<(Db, Dialect, String), LockErro
             "expected `sqlite://PATH`, for example `sqlite://locks.db` or `sqlite:///var/lib/app/locks.db`",
         ));
     }
+    if url.rest.contains(":memory:") || url.rest.starts_with("file:") {
+        return Err(url.invalid(
+            "expected a file path: an in-memory SQLite database is not shared between \
+             connections; use `memory://` for locks inside one process",
+        ));
+    }
     let busy = match url.params.get("busy_timeout") {
         Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
             url.invalid(format!(
@@ -1241,6 +1247,7 @@ mod tests {
     #[tokio::test]
     async fn bad_sqlite_urls_are_refused() {
         assert!(refused("sqlite://").await.contains("sqlite://PATH"));
+        assert!(refused("sqlite://:memory:").await.contains("memory://"));
         assert!(refused("sqlite://x.db?mode=session")
             .await
             .contains("mode=session"));
