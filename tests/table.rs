@@ -385,7 +385,7 @@ fn waiters_in_other_processes_are_served_in_order() {
                 let key = unique("fifo-proc");
                 let mut lines = Vec::new();
                 let mut children = Vec::new();
-                for (i, hold_ms) in ["1500", "200", "200", "200"].into_iter().enumerate() {
+                for hold_ms in ["2500", "200", "200", "200"] {
                     let mut child = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
                         .args([url.as_str(), key.as_str(), hold_ms])
                         .stdout(Stdio::piped())
@@ -397,7 +397,8 @@ fn waiters_in_other_processes_are_served_in_order() {
                     }));
                     children.push(child);
                     // Let holder i queue before holder i + 1 starts.
-                    std::thread::sleep(Duration::from_millis(if i == 0 { 500 } else { 300 }));
+                    // (generous: a loaded CI machine starts processes slowly).
+                    std::thread::sleep(Duration::from_millis(600));
                 }
                 for mut c in children {
                     c.wait().unwrap();
