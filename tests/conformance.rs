@@ -65,6 +65,7 @@ macro_rules! conformance {
             check!(extend_pushes_the_expiry);
             check!(fencing_tokens_grow_across_expiry);
             check!(waiters_are_served_in_order);
+            check!(lease_after_a_long_wait_runs_from_the_grant);
             check!(acquire_times_out);
             check!(long_keys_and_prefix);
             check!(min_hold_outlives_release);

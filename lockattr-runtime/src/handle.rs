@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Acquire, Backend, Capability, Granted};
+use crate::backend::{Acquire, AttemptClock, Backend, Capability, Granted};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::token::OwnerToken;
@@ -192,10 +192,12 @@ impl Locks {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
+        let attempt = AttemptClock::default();
         let req = Acquire {
             key: &stored,
             owner: &owner,
             ttl,
+            attempt: &attempt,
         };
         let started = Instant::now();
         let backend = &self.inner.backend;
@@ -204,6 +206,8 @@ impl Locks {
             Some(wait) => backend.acquire_until(req, started + wait).await,
         }
         .map_err(|e| self.backend_error(key, e))?;
+        // The lease runs from the try that was granted, not from the start of the wait.
+        let started = attempt.last().map_or(started, |sent| sent.max(started));
         Ok(granted.map(|Granted { fence }| {
             LockGuard::new(
                 self.clone(),

@@ -115,6 +115,29 @@ pub struct Acquire<'a> {
     pub owner: &'a OwnerToken,
     /// How long the lease lasts unless extended.
     pub ttl: Duration,
+    /// When the try that was granted was sent. A backend that tries more than once while
+    /// waiting calls [`AttemptClock::start`] before each try, so that the lease's local
+    /// deadline (and what remains of `min_hold`) counts from that try rather than from the
+    /// start of the wait; one that does not leaves the start of the wait, which is only
+    /// right for a lease granted at once.
+    pub attempt: &'a AttemptClock,
+}
+
+/// Where a backend records when its latest acquisition try was sent (see
+/// [`Acquire::attempt`]).
+#[derive(Debug, Default)]
+pub struct AttemptClock(std::sync::Mutex<Option<Instant>>);
+
+impl AttemptClock {
+    /// Records that a try is being sent now.
+    pub fn start(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// When the latest try was sent, if a backend recorded one.
+    pub fn last(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A lease the backend granted.
@@ -220,6 +243,7 @@ async fn poll_until<B: Backend + ?Sized>(
     loop {
         // Subscribe before trying, so a release between the try and the wait still wakes us.
         let released = backend.released(req.key);
+        req.attempt.start();
         if let Some(granted) = backend.try_acquire(req).await? {
             return Ok(Some(granted));
         }

@@ -586,6 +586,7 @@ impl Inner {
 
     /// One attempt to take the key; `ticket` is the caller's place in the queue.
     async fn attempt(&self, req: &Acquire<'_>, ticket: i64) -> BackendResult<Option<Granted>> {
+        req.attempt.start();
         let token = req.owner.to_hex();
         let args = self.args(req.key, &token, millis(req.ttl), ticket);
         let fence = if self.dialect.is_mysql() {
