@@ -17,7 +17,8 @@
 //! - `prefix` (default `lockattr:`): the text every stored key starts with;
 //! - `table` (default `lockattr_locks`): the table's name, an identifier of letters, digits
 //!   and `_` (at most 48 bytes, not starting with a digit); the waiter table is this name
-//!   followed by `_waiters`. Two names never interfere;
+//!   followed by `_waiters`. Two names never interfere (SQLite and PostgreSQL compare
+//!   unquoted names without case: `Locks` and `locks` are one table there);
 //! - `mode=table`: on PostgreSQL and MySQL, use the lease table rather than session locks
 //!   (SQLite accepts it and has nothing else);
 //! - `busy_timeout` (SQLite only, milliseconds, default 5000): how long a statement waits for
