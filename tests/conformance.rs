@@ -66,6 +66,7 @@ macro_rules! conformance {
             check!(extend_pushes_the_expiry);
             check!(fencing_tokens_grow_across_expiry);
             check!(waiters_are_served_in_order);
+            check!(lease_after_a_long_wait_runs_from_the_grant);
             check!(acquire_times_out);
             check!(long_keys_and_prefix);
             check!(min_hold_outlives_release);
@@ -293,3 +294,44 @@ conformance!(
 );
 #[cfg(feature = "redis")]
 processes!(redis_processes, redis);
+
+/// A fresh SQLite file for this test binary's run.
+#[cfg(feature = "sqlite")]
+fn sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("lockattr-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp folder");
+    format!("sqlite://{}", dir.join("locks.db").display())
+}
+
+#[cfg(feature = "sqlite")]
+conformance!(
+    sqlite,
+    "sqlite",
+    crate::sqlite_url(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "sqlite")]
+processes!(sqlite_processes, sqlite);
+
+#[cfg(feature = "postgres")]
+conformance!(
+    postgres_table,
+    "postgres_table",
+    "postgres://postgres@127.0.0.1:5432/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "postgres")]
+processes!(postgres_table_processes, postgres_table);
+
+#[cfg(feature = "mysql")]
+conformance!(
+    mysql_table,
+    "mysql_table",
+    "mysql://root@127.0.0.1:3306/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "mysql")]
+processes!(mysql_table_processes, mysql_table);

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Acquire, Backend, Capability, Granted};
+use crate::backend::{Acquire, AttemptClock, Backend, Capability, Granted};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::token::OwnerToken;
@@ -56,6 +56,9 @@ impl std::fmt::Debug for Locks {
 /// | --- | --- |
 /// | `memory://` or `memory://NAME` | in this process (one store per `NAME`) |
 /// | `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) | Redis 5+, cargo feature `redis`; options `timeout_ms`, `connect_timeout_ms`, `tls_ca_file`, `tls_insecure` (see the `lockattr::backend::redis` module) |
+/// | `sqlite://PATH` (feature `sqlite`) | a lease table in a local SQLite file, shared by the processes of one host (`lockattr::backend::table`) |
+/// | `postgres://…?mode=table` (feature `postgres`) | the lease table on PostgreSQL (`lockattr::backend::table`) |
+/// | `mysql://…?mode=table` (feature `mysql`) | the lease table on MySQL / MariaDB (`lockattr::backend::table`) |
 ///
 /// Every URL takes `?prefix=…` (default `lockattr:`), the text every stored key starts with.
 /// An unknown scheme, an unknown parameter or a backend that this build does not include is
@@ -190,10 +193,12 @@ impl Locks {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
+        let attempt = AttemptClock::default();
         let req = Acquire {
             key: &stored,
             owner: &owner,
             ttl,
+            attempt: &attempt,
         };
         let started = Instant::now();
         let backend = &self.inner.backend;
@@ -202,6 +207,8 @@ impl Locks {
             Some(wait) => backend.acquire_until(req, started + wait).await,
         }
         .map_err(|e| self.backend_error(key, e))?;
+        // The lease runs from the try that was granted, not from the start of the wait.
+        let started = attempt.last().map_or(started, |sent| sent.max(started));
         Ok(granted.map(|Granted { fence }| {
             LockGuard::new(
                 self.clone(),

@@ -16,6 +16,8 @@ use crate::url::BackendUrl;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod table;
 
 /// The URL schemes of the backends compiled into this build.
 pub const COMPILED_IN: &[&str] = &[
@@ -24,6 +26,16 @@ pub const COMPILED_IN: &[&str] = &[
     "redis",
     #[cfg(feature = "redis")]
     "rediss",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "postgresql",
+    #[cfg(feature = "mysql")]
+    "mysql",
+    #[cfg(feature = "mysql")]
+    "mariadb",
 ];
 
 /// Schemes of lockattr backends that this build does not include (their cargo feature is off
@@ -46,6 +58,18 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
         "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Ok(Box::new(redis::RedisBackend::open(url).await?)),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Box::new(table::open(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" if table::is_table_url(url) => {
+            Ok(Box::new(table::open(url).await?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => open_session_postgres(url).await,
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" if table::is_table_url(url) => Ok(Box::new(table::open(url).await?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => open_session_mysql(url).await,
         other if KNOWN.contains(&other) => Err(url.invalid(format!(
             "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
             COMPILED_IN.join(", ")
@@ -60,6 +84,26 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
                 .join(", ")
         ))),
     }
+}
+
+/// `postgres://` without `mode=table`: PostgreSQL advisory locks.
+// MERGE: replace the body with `Ok(Box::new(postgres::open(url).await?))` (or whatever
+// the session-lock module exposes) when the advisory-lock backend is merged.
+#[cfg(feature = "postgres")]
+async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Err(url.invalid(
+        "advisory/session mode is not in this build yet; add `?mode=table` for the lease table",
+    ))
+}
+
+/// `mysql://` without `mode=table`: MySQL / MariaDB `GET_LOCK`.
+// MERGE: replace the body with `Ok(Box::new(mysql::open(url).await?))` (or whatever the
+// session-lock module exposes) when the GET_LOCK backend is merged.
+#[cfg(feature = "mysql")]
+async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Err(url.invalid(
+        "advisory/session mode is not in this build yet; add `?mode=table` for the lease table",
+    ))
 }
 
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
@@ -79,6 +123,29 @@ pub struct Acquire<'a> {
     pub owner: &'a OwnerToken,
     /// How long the lease lasts unless extended.
     pub ttl: Duration,
+    /// When the try that was granted was sent. A backend that tries more than once while
+    /// waiting calls [`AttemptClock::start`] before each try, so that the lease's local
+    /// deadline (and what remains of `min_hold`) counts from that try rather than from the
+    /// start of the wait; one that does not leaves the start of the wait, which is only
+    /// right for a lease granted at once.
+    pub attempt: &'a AttemptClock,
+}
+
+/// Where a backend records when its latest acquisition try was sent (see
+/// [`Acquire::attempt`]).
+#[derive(Debug, Default)]
+pub struct AttemptClock(std::sync::Mutex<Option<Instant>>);
+
+impl AttemptClock {
+    /// Records that a try is being sent now.
+    pub fn start(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// When the latest try was sent, if a backend recorded one.
+    pub fn last(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A lease the backend granted.
@@ -184,6 +251,7 @@ async fn poll_until<B: Backend + ?Sized>(
     loop {
         // Subscribe before trying, so a release between the try and the wait still wakes us.
         let released = backend.released(req.key);
+        req.attempt.start();
         if let Some(granted) = backend.try_acquire(req).await? {
             return Ok(Some(granted));
         }

@@ -445,6 +445,8 @@ impl Shared {
         req: &Acquire<'_>,
         ticket: Option<&str>,
     ) -> BackendResult<Attempt> {
+        // A lease granted by this try runs from now, not from the start of a long wait.
+        req.attempt.start();
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.acquire.prepare_invoke();
         inv.key(&names.lock)
