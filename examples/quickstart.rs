@@ -2,7 +2,7 @@
 //! schedule; `#[distributed_lock]` lets exactly one of them do each flush.
 //!
 //! ```sh
-//! cargo run --example quickstart                              # the embedded backend
+//! cargo run --example quickstart                              # the embedded SQLite file
 //! LOCKATTR_URL=redis://127.0.0.1:6379 cargo run --example quickstart --features redis
 //! ```
 
@@ -10,7 +10,12 @@ use std::time::Duration;
 
 use lockattr::distributed_lock;
 
-/// The embedded backend used when `LOCKATTR_URL` is not set.
+/// The embedded backend used when `LOCKATTR_URL` is not set: a SQLite file in the
+/// current folder, which separate processes on this host would share too.
+#[cfg(feature = "sqlite")]
+const EMBEDDED: &str = lockattr::EMBEDDED_DEFAULT_URL;
+/// Without the `sqlite` feature, the in-process backend.
+#[cfg(not(feature = "sqlite"))]
 const EMBEDDED: &str = "memory://quickstart";
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
