@@ -40,6 +40,9 @@ wait_for() {
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
 
 start_redis() {
+  # The Redis fault tests start their own redis-server processes (one with TLS, its
+  # certificate made by openssl at test time) next to the shared one.
+  command -v openssl >/dev/null 2>&1 || install openssl
   redis_up && { log "redis answers"; return 0; }
   install redis-server
   mkdir -p /var/lib/redis /var/log/redis

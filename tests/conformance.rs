@@ -7,13 +7,14 @@
 mod suite;
 
 /// The checks with holder processes, for backends that processes share (every one but
-/// `memory://`): `conformance!(module, …); processes!(module_processes, module);` (the
-/// first name is the test module's, the second that of the `conformance!` module whose
-/// profile it uses: a macro cannot build one name from another).
+/// `memory://`): `conformance!(module, …); processes!(module_processes, module);`. The
+/// first name is the module the process tests live in (it must differ from the
+/// conformance module's, which already holds that name), the second the conformance
+/// module whose profile they use.
 #[allow(unused_macros)]
 macro_rules! processes {
-    ($name:ident, $module:ident) => {
-        mod $name {
+    ($tests:ident, $module:ident) => {
+        mod $tests {
             #[test]
             fn killed_holder_frees_the_key() {
                 super::suite::block_on(super::suite::process::killed_holder_frees_the_key(
@@ -65,6 +66,7 @@ macro_rules! conformance {
             check!(extend_pushes_the_expiry);
             check!(fencing_tokens_grow_across_expiry);
             check!(waiters_are_served_in_order);
+            check!(lease_after_a_long_wait_runs_from_the_grant);
             check!(acquire_times_out);
             check!(long_keys_and_prefix);
             check!(min_hold_outlives_release);
@@ -281,6 +283,58 @@ conformance!(
     "300ms",
     std::time::Duration::from_millis(300)
 );
+
+#[cfg(feature = "redis")]
+conformance!(
+    redis,
+    "redis",
+    "redis://127.0.0.1:6379".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "redis")]
+processes!(redis_processes, redis);
+
+/// A fresh SQLite file for this test binary's run.
+#[cfg(feature = "sqlite")]
+fn sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("lockattr-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp folder");
+    format!("sqlite://{}", dir.join("locks.db").display())
+}
+
+#[cfg(feature = "sqlite")]
+conformance!(
+    sqlite,
+    "sqlite",
+    crate::sqlite_url(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "sqlite")]
+processes!(sqlite_processes, sqlite);
+
+#[cfg(feature = "postgres")]
+conformance!(
+    postgres_table,
+    "postgres_table",
+    "postgres://postgres@127.0.0.1:5432/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "postgres")]
+processes!(postgres_table_processes, postgres_table);
+
+#[cfg(feature = "mysql")]
+conformance!(
+    mysql_table,
+    "mysql_table",
+    "mysql://root@127.0.0.1:3306/test?mode=table".to_string(),
+    "300ms",
+    std::time::Duration::from_millis(300)
+);
+#[cfg(feature = "mysql")]
+processes!(mysql_table_processes, mysql_table);
 
 #[cfg(feature = "postgres")]
 conformance!(

@@ -118,11 +118,16 @@ fn policy(conflict: &Spanned<Conflict>, args: &Args, errors: &mut Errors) -> Opt
             ));
         }
     };
-    let needs = |option: &str, example: &str, errors: &mut Errors| {
+    let needs = |option: &str, what: &str, example: &str, errors: &mut Errors| {
         if args.name_span(option).is_none() {
+            let policy = if conflict.value == Conflict::Wait {
+                "wait"
+            } else {
+                "retry"
+            };
             errors.push(syn::Error::new(
                 conflict.span,
-                format!("this policy needs `{option}`, e.g. `{option} = {example}`"),
+                format!("`on_conflict = \"{policy}\"` needs `{option}` ({what}), e.g. `{option} = {example}`"),
             ));
         }
     };
@@ -137,12 +142,12 @@ fn policy(conflict: &Spanned<Conflict>, args: &Args, errors: &mut Errors) -> Opt
         Conflict::Skip => Some(Policy::Skip),
         Conflict::Error => Some(Policy::Error),
         Conflict::Wait => {
-            needs("wait", "\"10s\" (the longest to wait)", errors);
+            needs("wait", "the longest to wait", "\"10s\"", errors);
             Some(Policy::Wait(args.wait.as_ref()?.value))
         }
         Conflict::Retry => {
-            needs("retries", "3", errors);
-            needs("backoff", "\"200ms\"", errors);
+            needs("retries", "how many more tries", "3", errors);
+            needs("backoff", "the pause between tries", "\"200ms\"", errors);
             Some(Policy::Retry {
                 retries: args.retries.as_ref()?.value,
                 backoff: args.backoff.as_ref()?.value,

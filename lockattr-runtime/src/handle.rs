@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Acquire, Backend, Capability, Granted};
+use crate::backend::{Acquire, AttemptClock, Backend, Capability, Granted};
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::token::OwnerToken;
@@ -55,8 +55,12 @@ impl std::fmt::Debug for Locks {
 /// | URL | backend |
 /// | --- | --- |
 /// | `memory://` or `memory://NAME` | in this process (one store per `NAME`) |
-/// | `postgres://…` (feature `postgres`) | PostgreSQL 14+ session advisory locks |
-/// | `mysql://…`, `mariadb://…` (feature `mysql`) | MySQL / MariaDB `GET_LOCK` |
+/// | `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) | Redis 5+, cargo feature `redis`; options `timeout_ms`, `connect_timeout_ms`, `tls_ca_file`, `tls_insecure` (see the `lockattr::backend::redis` module) |
+/// | `sqlite://PATH` (feature `sqlite`) | a lease table in a local SQLite file, shared by the processes of one host (`lockattr::backend::table`) |
+/// | `postgres://…?mode=table` (feature `postgres`) | the lease table on PostgreSQL (`lockattr::backend::table`) |
+/// | `mysql://…?mode=table` (feature `mysql`) | the lease table on MySQL / MariaDB (`lockattr::backend::table`) |
+/// | `postgres://…` (feature `postgres`) | PostgreSQL 14+ session-level advisory locks (`lockattr::backend::postgres`) |
+/// | `mysql://…`, `mariadb://…` (feature `mysql`) | MySQL / MariaDB `GET_LOCK` session locks |
 ///
 /// Every URL takes `?prefix=…` (default `lockattr:`), the text every stored key starts with.
 /// An unknown scheme, an unknown parameter or a backend that this build does not include is
@@ -205,10 +209,12 @@ impl Locks {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
+        let attempt = AttemptClock::default();
         let req = Acquire {
             key: &stored,
             owner: &owner,
             ttl,
+            attempt: &attempt,
         };
         let started = Instant::now();
         let backend = &self.inner.backend;
@@ -217,6 +223,8 @@ impl Locks {
             Some(wait) => backend.acquire_until(req, started + wait).await,
         }
         .map_err(|e| self.backend_error(key, e))?;
+        // The lease runs from the try that was granted, not from the start of the wait.
+        let started = attempt.last().map_or(started, |sent| sent.max(started));
         Ok(granted.map(|Granted { fence }| {
             LockGuard::new(
                 self.clone(),
@@ -248,7 +256,7 @@ pub struct NoTtl;
 /// is required (a request without one does not compile), then
 /// [`try_acquire`](LockBuilder::try_acquire) or [`acquire`](LockBuilder::acquire) takes it.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # async fn f(locks: lockattr::Locks) {
 /// // No ttl: `try_acquire` does not exist on the builder yet.
 /// let guard = locks.lock("import").try_acquire().await;

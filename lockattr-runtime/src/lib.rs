@@ -32,6 +32,8 @@ pub mod url;
 
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
+pub use backend::table::EMBEDDED_DEFAULT_URL;
 pub use error::{BoxError, LockError};
 pub use guard::{current, CurrentLock, LockGuard};
 pub use handle::{connect, LockBuilder, Locks, NoTtl};

@@ -62,10 +62,26 @@ pub async fn init_from_env() -> Result<Locks, LockError> {
         Err(_) => Err(LockError::InvalidUrl {
             url: String::new(),
             reason: format!(
-                "{URL_ENV} is not set: set it to a backend URL, for example \
-                 `memory://` for one process"
+                "{URL_ENV} is not set: set it to a backend URL, for example {}",
+                suggested_url()
             ),
         }),
+    }
+}
+
+/// What [`init_from_env`] suggests when `LOCKATTR_URL` is unset: the embedded SQLite file
+/// where this build has it (several processes of one host), else `memory://` (one process).
+fn suggested_url() -> String {
+    #[cfg(feature = "sqlite")]
+    {
+        format!(
+            "`{}` for the processes of one host (the embedded default)",
+            crate::EMBEDDED_DEFAULT_URL
+        )
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        "`memory://` for one process, or `redis://127.0.0.1:6379`".to_owned()
     }
 }
 

@@ -344,6 +344,41 @@ pub async fn waiters_are_served_in_order(p: &Profile) {
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
 }
 
+/// A lease granted after a wait longer than its ttl runs for its ttl from the grant, not
+/// from the start of the wait (and `min_hold` likewise).
+pub async fn lease_after_a_long_wait_runs_from_the_grant(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("long-wait");
+    let held = a
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    // The holder keeps the key well past the waiter's ttl.
+    let hold = p.short_ttl * 3;
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        held.release().await.unwrap();
+    });
+    let ttl = p.short_ttl;
+    let guard = b
+        .lock(&key)
+        .ttl(ttl)
+        .acquire(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let granted = Instant::now();
+    releaser.await.unwrap();
+    assert!(guard.is_held(), "the lease ran from the start of the wait");
+    assert!(
+        guard.deadline() >= granted + ttl / 2,
+        "the lease's deadline counts from the start of the wait"
+    );
+    guard.release().await.unwrap();
+}
+
 /// `acquire(wait)` gives `Timeout` naming the key when the key stays taken.
 pub async fn acquire_times_out(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);

@@ -138,6 +138,7 @@ impl MemoryBackend {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            req.attempt.start();
             let now = Instant::now();
             let wake = {
                 let mut slots = self.store.slots();

@@ -18,12 +18,22 @@ pub mod memory;
 mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod session;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod table;
 
 /// The URL schemes of the backends compiled into this build.
 pub const COMPILED_IN: &[&str] = &[
     "memory",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "redis")]
+    "rediss",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
     #[cfg(feature = "postgres")]
     "postgres",
     #[cfg(feature = "postgres")]
@@ -52,10 +62,20 @@ const KNOWN: &[&str] = &[
 pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     match url.scheme.as_str() {
         "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Box::new(redis::RedisBackend::open(url).await?)),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Box::new(table::open(url).await?)),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Box::new(postgres::open(url).await?)),
+        "postgres" | "postgresql" if table::is_table_url(url) => {
+            Ok(Box::new(table::open(url).await?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => open_session_postgres(url).await,
         #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => Ok(Box::new(mysql::open(url).await?)),
+        "mysql" | "mariadb" if table::is_table_url(url) => Ok(Box::new(table::open(url).await?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => open_session_mysql(url).await,
         other if KNOWN.contains(&other) => Err(url.invalid(format!(
             "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
             COMPILED_IN.join(", ")
@@ -72,12 +92,24 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
     }
 }
 
+/// `postgres://` without `mode=table`: PostgreSQL advisory locks.
+#[cfg(feature = "postgres")]
+async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Ok(Box::new(postgres::open(url).await?))
+}
+
+/// `mysql://` without `mode=table`: MySQL / MariaDB `GET_LOCK`.
+#[cfg(feature = "mysql")]
+async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
+    Ok(Box::new(mysql::open(url).await?))
+}
+
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
 /// stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a backend's operations return: a client error is wrapped into
-/// [`LockError::Backend`](crate::LockError::Backend) with the key and backend by the caller.
+/// [`LockError::Backend`] with the key and backend by the caller.
 pub type BackendResult<T> = Result<T, BoxError>;
 
 /// One acquisition attempt.
@@ -89,6 +121,29 @@ pub struct Acquire<'a> {
     pub owner: &'a OwnerToken,
     /// How long the lease lasts unless extended.
     pub ttl: Duration,
+    /// When the try that was granted was sent. A backend that tries more than once while
+    /// waiting calls [`AttemptClock::start`] before each try, so that the lease's local
+    /// deadline (and what remains of `min_hold`) counts from that try rather than from the
+    /// start of the wait; one that does not leaves the start of the wait, which is only
+    /// right for a lease granted at once.
+    pub attempt: &'a AttemptClock,
+}
+
+/// Where a backend records when its latest acquisition try was sent (see
+/// [`Acquire::attempt`]).
+#[derive(Debug, Default)]
+pub struct AttemptClock(std::sync::Mutex<Option<Instant>>);
+
+impl AttemptClock {
+    /// Records that a try is being sent now.
+    pub fn start(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// When the latest try was sent, if a backend recorded one.
+    pub fn last(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A lease the backend granted.
@@ -99,7 +154,7 @@ pub struct Granted {
 }
 
 /// What a lock option needs from a backend, asked before first use so that a backend that
-/// cannot keep it answers [`LockError::Unsupported`](crate::LockError::Unsupported).
+/// cannot keep it answers [`LockError::Unsupported`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Capability {
@@ -194,6 +249,7 @@ async fn poll_until<B: Backend + ?Sized>(
     loop {
         // Subscribe before trying, so a release between the try and the wait still wakes us.
         let released = backend.released(req.key);
+        req.attempt.start();
         if let Some(granted) = backend.try_acquire(req).await? {
             return Ok(Some(granted));
         }

@@ -334,10 +334,12 @@ mod tests {
         let key = format!("lockattr:counter-{}", std::process::id());
         let (a, b) = (OwnerToken::random().unwrap(), OwnerToken::random().unwrap());
         let ttl = Duration::from_secs(30);
+        let clock = crate::backend::AttemptClock::default();
         let take = |owner| Acquire {
             key: &key,
             owner,
             ttl,
+            attempt: &clock,
         };
         let one = backend.try_acquire(take(&a)).await.unwrap().unwrap();
         assert!(backend.try_acquire(take(&b)).await.unwrap().is_none());

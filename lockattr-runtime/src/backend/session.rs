@@ -484,6 +484,11 @@ impl<D: Dialect> Shared<D> {
             let (session, fresh) = self.reserve().await?;
             match self.wait_on(&session, &req, &lock_key, wait).await {
                 Ok(Some(fence)) => {
+                    // The lease runs from about now, not from the start of the wait: the
+                    // server armed the idle limit when its answer left, and `record` starts
+                    // the keeper's deadline just after this, so a guard deadline counted
+                    // from here is never later than either.
+                    req.attempt.start();
                     let recorded =
                         self.record(&session, req.key, *req.owner, lock_key.clone(), req.ttl);
                     self.unreserve(&session);

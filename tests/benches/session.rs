@@ -1,7 +1,7 @@
 //! Benchmark of the session-lock backends on the local servers (not a test):
 //!
 //! ```sh
-//! cargo bench -p lockattr-tests --features postgres,mysql --bench session_bench
+//! cargo bench -p lockattr-tests --features postgres,mysql --bench session
 //! ```
 //!
 //! For `postgres://` and `mysql://` it prints:
