@@ -40,7 +40,7 @@ macro_rules! conformance {
 
             use lockattr::{distributed_lock, LockError};
 
-            use super::suite::{self, block_on, eventually, instance, register, unique, Flags, Profile};
+            use super::suite::{self, block_on, eventually, instance, register, take, unique, Flags, Profile};
 
             pub(super) fn profile() -> Profile {
                 Profile {
@@ -91,7 +91,7 @@ macro_rules! conformance {
                     register(&p).await;
                     let id = unique("s");
                     let other = instance(&p).await;
-                    let held = other.lock(format!("skip:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let held = take(&other, format!("skip:{id}"), Duration::from_secs(30)).await.unwrap();
                     assert_eq!(skip_fn(&id).await, None);
                     assert!(!SKIP.body_ran.load(Ordering::SeqCst), "the body ran without the lock");
                     let token = held.token();
@@ -114,7 +114,7 @@ macro_rules! conformance {
                     register(&p).await;
                     let id = unique("e");
                     assert_eq!(error_fn(&id).await.unwrap(), format!("error:{id}"));
-                    let held = instance(&p).await.lock(format!("error:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let held = take(&instance(&p).await, format!("error:{id}"), Duration::from_secs(30)).await.unwrap();
                     let e = error_fn(&id).await.unwrap_err();
                     assert!(matches!(e, LockError::Conflict { .. }), "{e}");
                     assert!(e.to_string().contains(&id), "{e}");
@@ -135,7 +135,7 @@ macro_rules! conformance {
                     register(&p).await;
                     let id = unique("w");
                     let other = instance(&p).await;
-                    let held = other.lock(format!("wait:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let held = take(&other, format!("wait:{id}"), Duration::from_secs(30)).await.unwrap();
                     let e = wait_fn(&id).await.unwrap_err();
                     assert!(matches!(e, LockError::Timeout { .. }), "{e}");
                     let releaser = tokio::spawn(async move {
@@ -160,14 +160,14 @@ macro_rules! conformance {
                     register(&p).await;
                     let id = unique("r");
                     let other = instance(&p).await;
-                    let held = other.lock(format!("retry:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let held = take(&other, format!("retry:{id}"), Duration::from_secs(30)).await.unwrap();
                     let releaser = tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(60)).await;
                         held.release().await.unwrap();
                     });
                     assert_eq!(retry_fn(&id).await, Some(()));
                     releaser.await.unwrap();
-                    let _held = other.lock(format!("retry:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let _held = take(&other, format!("retry:{id}"), Duration::from_secs(30)).await.unwrap();
                     assert_eq!(retry_fn(&id).await, None);
                 });
             }
@@ -238,7 +238,7 @@ macro_rules! conformance {
                     call.abort();
                     let other = instance(&p).await;
                     let taken = eventually(Duration::from_secs(5), || async {
-                        other.lock(format!("cancel:{id}")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap()
+                        take(&other, format!("cancel:{id}"), Duration::from_secs(30)).await
                     })
                     .await;
                     assert!(taken.is_some(), "a cancelled call kept the lock");
@@ -266,7 +266,7 @@ macro_rules! conformance {
                     let (k1, k2) = (k1.unwrap(), k2.unwrap());
                     assert_ne!(k1, k2);
                     assert_eq!(k2, format!("pair:{id}:x%3Ac"));
-                    let held = instance(&p).await.lock(format!("pair:{id}:c")).ttl(Duration::from_secs(30)).try_acquire().await.unwrap().unwrap();
+                    let held = take(&instance(&p).await, format!("pair:{id}:c"), Duration::from_secs(30)).await.unwrap();
                     let e = pair(&id, "c", Duration::ZERO).await.unwrap_err();
                     assert!(matches!(e, LockError::Conflict { .. }), "{e}");
                     held.release().await.unwrap();

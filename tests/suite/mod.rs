@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use lockattr::{LockError, Locks};
+use lockattr::{LockError, LockGuard, Locks};
 
 /// One backend under test.
 #[derive(Debug, Clone)]
@@ -62,6 +62,17 @@ pub async fn instance(p: &Profile) -> Locks {
         .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", p.url))
 }
 
+/// Takes `key` on `locks` if it is free: `Some(guard)`, or `None` if it is held.
+pub async fn take(locks: &Locks, key: impl Into<String>, ttl: Duration) -> Option<LockGuard> {
+    locks.lock(key).ttl(ttl).try_acquire().await.unwrap()
+}
+
+/// Takes `key` as soon as it comes free (after an expiry or a background release),
+/// within the generous `limit`.
+pub async fn take_eventually(locks: &Locks, key: &str, limit: Duration) -> Option<LockGuard> {
+    eventually(limit, || take(locks, key, Duration::from_secs(30))).await
+}
+
 /// Registers the backend under `p.name` once per test binary.
 pub async fn register(p: &Profile) {
     static DONE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
@@ -101,20 +112,11 @@ pub async fn try_acquire_excludes_while_held(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("exclusive");
     let ttl = Duration::from_secs(30);
-    let held = a
-        .lock(&key)
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .expect("free key is taken");
-    assert!(b.lock(&key).ttl(ttl).try_acquire().await.unwrap().is_none());
-    assert!(
-        a.lock(&key).ttl(ttl).try_acquire().await.unwrap().is_none(),
-        "not re-entrant"
-    );
+    let held = take(&a, &key, ttl).await.expect("free key is taken");
+    assert!(take(&b, &key, ttl).await.is_none());
+    assert!(take(&a, &key, ttl).await.is_none(), "not re-entrant");
     held.release().await.unwrap();
-    let again = b.lock(&key).ttl(ttl).try_acquire().await.unwrap();
+    let again = take(&b, &key, ttl).await;
     assert!(again.is_some(), "released key is free");
     again.unwrap().release().await.unwrap();
 }
@@ -165,22 +167,10 @@ pub async fn contention_never_overlaps_and_fences_grow(p: &Profile) {
 pub async fn stale_holder_cannot_touch_the_next_lease(p: &Profile) {
     let (a, b, c) = (instance(p).await, instance(p).await, instance(p).await);
     let key = unique("stale");
-    let stale = a
-        .lock(&key)
-        .ttl(p.short_ttl)
-        .try_acquire()
+    let stale = take(&a, &key, p.short_ttl).await.unwrap();
+    let next = take_eventually(&b, &key, p.short_ttl * 10)
         .await
-        .unwrap()
-        .unwrap();
-    let next = eventually(p.short_ttl * 10, || async {
-        b.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await
-    .expect("the expired lease is taken over");
+        .expect("the expired lease is taken over");
     assert!(!stale.is_held());
     assert!(matches!(
         stale.extend(p.short_ttl).await,
@@ -188,12 +178,7 @@ pub async fn stale_holder_cannot_touch_the_next_lease(p: &Profile) {
     ));
     assert!(matches!(stale.release().await, Err(LockError::Lost { .. })));
     assert!(
-        c.lock(&key)
-            .ttl(p.short_ttl)
-            .try_acquire()
-            .await
-            .unwrap()
-            .is_none(),
+        take(&c, &key, p.short_ttl).await.is_none(),
         "the stale holder's release freed the next holder's lease"
     );
     assert!(next.token() > 0);
@@ -205,35 +190,17 @@ pub async fn stale_holder_cannot_touch_the_next_lease(p: &Profile) {
 pub async fn crashed_holder_expires(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("crashed");
-    let guard = a
-        .lock(&key)
-        .ttl(p.short_ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(&a, &key, p.short_ttl).await.unwrap();
     let deadline = guard.deadline();
     std::mem::forget(guard); // the holder vanishes without a word
     while Instant::now() + Duration::from_millis(20) < deadline {
         assert!(
-            b.lock(&key)
-                .ttl(p.short_ttl)
-                .try_acquire()
-                .await
-                .unwrap()
-                .is_none(),
+            take(&b, &key, p.short_ttl).await.is_none(),
             "taken before the holder's lease ended"
         );
         tokio::time::sleep(p.short_ttl / 10).await;
     }
-    let taken = eventually(p.short_ttl * 10, || async {
-        b.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await;
+    let taken = take_eventually(&b, &key, p.short_ttl * 10).await;
     assert!(taken.is_some(), "a crashed holder's key never came free");
     taken.unwrap().release().await.unwrap();
 }
@@ -242,24 +209,12 @@ pub async fn crashed_holder_expires(p: &Profile) {
 pub async fn extend_pushes_the_expiry(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("extend");
-    let guard = a
-        .lock(&key)
-        .ttl(p.short_ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(&a, &key, p.short_ttl).await.unwrap();
     for _ in 0..3 {
         tokio::time::sleep(p.short_ttl / 2).await;
         guard.extend(p.short_ttl).await.unwrap();
     }
-    assert!(b
-        .lock(&key)
-        .ttl(p.short_ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .is_none());
+    assert!(take(&b, &key, p.short_ttl).await.is_none());
     guard.release().await.unwrap();
 }
 
@@ -267,33 +222,13 @@ pub async fn extend_pushes_the_expiry(p: &Profile) {
 pub async fn fencing_tokens_grow_across_expiry(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("fence");
-    let first = a
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let first = take(&a, &key, Duration::from_secs(30)).await.unwrap();
     let t1 = first.token();
     first.release().await.unwrap();
-    let second = b
-        .lock(&key)
-        .ttl(p.short_ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let second = take(&b, &key, p.short_ttl).await.unwrap();
     let t2 = second.token();
     std::mem::forget(second);
-    let third = eventually(p.short_ttl * 10, || async {
-        a.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let third = take_eventually(&a, &key, p.short_ttl * 10).await.unwrap();
     let t3 = third.token();
     third.release().await.unwrap();
     assert!(t1 < t2 && t2 < t3, "tokens {t1} {t2} {t3}");
@@ -304,13 +239,7 @@ pub async fn fencing_tokens_grow_across_expiry(p: &Profile) {
 pub async fn waiters_are_served_in_order(p: &Profile) {
     let key = unique("fifo");
     let holder = instance(p).await;
-    let guard = holder
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(&holder, &key, Duration::from_secs(30)).await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..4 {
@@ -331,12 +260,7 @@ pub async fn waiters_are_served_in_order(p: &Profile) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     guard.release().await.unwrap();
-    let jumped = holder
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap();
+    let jumped = take(&holder, &key, Duration::from_secs(30)).await;
     assert!(jumped.is_none(), "the releasing holder jumped the queue");
     for t in tasks {
         t.await.unwrap();
@@ -349,13 +273,7 @@ pub async fn waiters_are_served_in_order(p: &Profile) {
 pub async fn lease_after_a_long_wait_runs_from_the_grant(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("long-wait");
-    let held = a
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let held = take(&a, &key, Duration::from_secs(30)).await.unwrap();
     // The holder keeps the key well past the waiter's ttl.
     let hold = p.short_ttl * 3;
     let releaser = tokio::spawn(async move {
@@ -383,13 +301,7 @@ pub async fn lease_after_a_long_wait_runs_from_the_grant(p: &Profile) {
 pub async fn acquire_times_out(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("timeout");
-    let guard = a
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let guard = take(&a, &key, Duration::from_secs(30)).await.unwrap();
     let err = b
         .lock(&key)
         .ttl(Duration::from_secs(30))
@@ -407,27 +319,10 @@ pub async fn long_keys_and_prefix(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let base = unique("long").repeat(20);
     let ttl = Duration::from_secs(30);
-    let one = a
-        .lock(format!("{base}:1"))
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let one = take(&a, format!("{base}:1"), ttl).await.unwrap();
     assert!(one.stored_key().starts_with(a.prefix()));
-    assert!(b
-        .lock(format!("{base}:1"))
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .is_none());
-    let two = b
-        .lock(format!("{base}:2"))
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap();
+    assert!(take(&b, format!("{base}:1"), ttl).await.is_none());
+    let two = take(&b, format!("{base}:2"), ttl).await;
     assert!(two.is_some(), "long keys that differ at the end collided");
     one.release().await.unwrap();
     two.unwrap().release().await.unwrap();
@@ -462,15 +357,9 @@ pub async fn min_hold_outlives_release(p: &Profile) {
         .unwrap();
     let acquired = Instant::now();
     guard.release().await.unwrap();
-    let taken = eventually(p.short_ttl * 10, || async {
-        b.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await
-    .expect("the key came free after min_hold");
+    let taken = take_eventually(&b, &key, p.short_ttl * 10)
+        .await
+        .expect("the key came free after min_hold");
     assert!(
         acquired.elapsed() >= min_hold.mul_f64(0.5),
         "min_hold was cut short"
@@ -511,22 +400,8 @@ pub async fn bad_input_is_an_error(p: &Profile) {
 pub async fn dropped_guard_releases(p: &Profile) {
     let (a, b) = (instance(p).await, instance(p).await);
     let key = unique("drop");
-    drop(
-        a.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let taken = eventually(Duration::from_secs(5), || async {
-        b.lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await;
+    drop(take(&a, &key, Duration::from_secs(30)).await.unwrap());
+    let taken = take_eventually(&b, &key, Duration::from_secs(5)).await;
     assert!(taken.is_some(), "a dropped guard kept the key");
 }
 

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use super::{eventually, instance, unique, Profile};
+use super::{instance, take, take_eventually, unique, Profile};
 
 /// The ttl `lockattr-holder` takes its lock with.
 const HOLDER_TTL: Duration = Duration::from_secs(2);
@@ -64,24 +64,10 @@ pub async fn killed_holder_frees_the_key(p: &Profile) {
     assert!(line.starts_with("acquired"), "holder said {line:?}");
     let other = instance(p).await;
     let key = format!("proc:{id}");
-    assert!(other
-        .lock(&key)
-        .ttl(HOLDER_TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .is_none());
+    assert!(take(&other, &key, HOLDER_TTL).await.is_none());
     holder.signal("-KILL");
     drop(holder);
-    let taken = eventually(HOLDER_TTL * 5, || async {
-        other
-            .lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await;
+    let taken = take_eventually(&other, &key, HOLDER_TTL * 5).await;
     assert!(taken.is_some(), "a killed holder's key never came free");
     taken.unwrap().release().await.unwrap();
 }
@@ -96,16 +82,9 @@ pub async fn stopped_holder_is_taken_over(p: &Profile) {
     let key = format!("proc:{id}");
     holder.signal("-STOP");
     let (other, third) = (instance(p).await, instance(p).await);
-    let taken = eventually(HOLDER_TTL * 5, || async {
-        other
-            .lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await
-    .expect("a stopped holder's key is taken over after its ttl");
+    let taken = take_eventually(&other, &key, HOLDER_TTL * 5)
+        .await
+        .expect("a stopped holder's key is taken over after its ttl");
     holder.signal("-CONT");
     let (holder, line) = next_line(holder).await;
     assert_eq!(
@@ -117,13 +96,7 @@ pub async fn stopped_holder_is_taken_over(p: &Profile) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(holder);
     assert!(
-        third
-            .lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-            .is_none(),
+        take(&third, &key, Duration::from_secs(30)).await.is_none(),
         "the stale holder freed the new holder's key"
     );
     taken.release().await.unwrap();
