@@ -90,6 +90,41 @@ impl BackendUrl {
     }
 }
 
+impl BackendUrl {
+    /// The URL for a backend's client library: `scheme://rest` with the query parameters
+    /// other than lockattr's own (`own`), percent-encoded again. A parameter that is in
+    /// neither `own` nor `client` (those the client reads) is [`LockError::InvalidUrl`].
+    pub fn client_url(
+        &self,
+        scheme: &str,
+        own: &[&str],
+        client: &[&str],
+    ) -> Result<String, LockError> {
+        let known: Vec<&str> = own.iter().chain(client).copied().collect();
+        self.check_params(&known)?;
+        let mut out = format!("{scheme}://{}", self.rest);
+        let mut sep = '?';
+        for (k, v) in self
+            .params
+            .iter()
+            .filter(|(k, _)| !own.contains(&k.as_str()))
+        {
+            out.push(sep);
+            sep = '&';
+            out.push_str(k);
+            out.push('=');
+            for b in v.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `url` with the password of its `user:password@` part, and the value of any
 /// `password=` query parameter, replaced by `***`.
 ///
@@ -203,6 +238,28 @@ mod tests {
         assert_eq!(redact("redis://:p@ss@h:1"), "redis://:***@h:1");
         assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
         assert_eq!(redact("x://h?Password=1"), "x://h?Password=***");
+    }
+
+    #[test]
+    fn client_urls_drop_own_params_and_reencode() {
+        let u = BackendUrl::parse(
+            "postgres://u@h/db?mode=table&prefix=a%3A&sslmode=require&application_name=a%20b",
+        )
+        .unwrap();
+        let client = u
+            .client_url(
+                "postgres",
+                &["mode", "prefix"],
+                &["sslmode", "application_name"],
+            )
+            .unwrap();
+        assert_eq!(
+            client,
+            "postgres://u@h/db?application_name=a%20b&sslmode=require"
+        );
+        assert!(u
+            .client_url("postgres", &["mode", "prefix"], &["sslmode"])
+            .is_err());
     }
 
     #[test]

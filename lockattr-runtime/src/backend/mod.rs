@@ -25,6 +25,45 @@ mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod table;
 
+/// The query parameters sqlx's PostgreSQL driver reads: passed on to it by the session and
+/// lease-table backends.
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES_CLIENT_PARAMS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "statement-cache-capacity",
+];
+
+/// The query parameters sqlx's MySQL driver reads: passed on to it by the session and
+/// lease-table backends.
+#[cfg(feature = "mysql")]
+pub(crate) const MYSQL_CLIENT_PARAMS: &[&str] = &[
+    "ssl-mode",
+    "sslmode",
+    "ssl-ca",
+    "sslca",
+    "ssl-cert",
+    "sslcert",
+    "ssl-key",
+    "sslkey",
+    "charset",
+    "collation",
+    "socket",
+    "timezone",
+    "statement-cache-capacity",
+    "password",
+];
+
 /// The URL schemes of the backends compiled into this build.
 pub const COMPILED_IN: &[&str] = &[
     "memory",

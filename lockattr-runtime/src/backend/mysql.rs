@@ -38,23 +38,6 @@ use super::session::{client_url, Dialect, SessionBackend};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
-/// The query parameters sqlx's MySQL driver reads, passed on to it.
-const CLIENT_PARAMS: &[&str] = &[
-    "ssl-mode",
-    "sslmode",
-    "ssl-ca",
-    "sslca",
-    "ssl-cert",
-    "sslcert",
-    "ssl-key",
-    "sslkey",
-    "charset",
-    "collation",
-    "socket",
-    "timezone",
-    "statement-cache-capacity",
-];
-
 /// MariaDB's longest lock name, in bytes.
 const MARIADB_MAX_NAME: usize = 192;
 /// MySQL 8's longest lock name (64 characters; 64 bytes are at most 64 characters).
@@ -270,7 +253,7 @@ async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), 
 /// is an error here), learns the server's name limit and creates the fencing sequence or
 /// table if missing.
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, LockError> {
-    let client = client_url(url, "mysql", CLIENT_PARAMS)?;
+    let client = client_url(url, "mysql", crate::backend::MYSQL_CLIENT_PARAMS)?;
     let failed = |e: sqlx::Error| LockError::backend(&url.redacted, None, e);
     let options = MySqlConnectOptions::from_str(&client)
         .map_err(|e| url.invalid(format!("not a MySQL URL: {e}")))?
@@ -315,9 +298,10 @@ mod tests {
         use std::time::Instant;
 
         let url = BackendUrl::parse("mysql://root@127.0.0.1:3306/test").unwrap();
-        let options =
-            MySqlConnectOptions::from_str(&client_url(&url, "mysql", CLIENT_PARAMS).unwrap())
-                .unwrap();
+        let options = MySqlConnectOptions::from_str(
+            &client_url(&url, "mysql", crate::backend::MYSQL_CLIENT_PARAMS).unwrap(),
+        )
+        .unwrap();
         let mut conn = MySqlConnection::connect_with(&options)
             .await
             .expect("MariaDB answers on 127.0.0.1:3306");

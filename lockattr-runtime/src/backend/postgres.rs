@@ -41,23 +41,6 @@ use super::session::{client_url, Dialect, SessionBackend};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
-/// The query parameters sqlx's PostgreSQL driver reads, passed on to it.
-const CLIENT_PARAMS: &[&str] = &[
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "application_name",
-    "options",
-    "statement-cache-capacity",
-];
-
 /// The 64-bit advisory lock key of a stored key: the first 8 bytes of its SHA-256, as a
 /// big-endian `i64`. Stable across releases (tested against fixed vectors).
 ///
@@ -227,7 +210,7 @@ async fn ensure_sequence(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// Opens `postgres://…`: checks the URL, connects once (an unreachable server is an
 /// error here) and creates the fencing sequence if missing.
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, LockError> {
-    let client = client_url(url, "postgres", CLIENT_PARAMS)?;
+    let client = client_url(url, "postgres", crate::backend::POSTGRES_CLIENT_PARAMS)?;
     let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
     let mut options = PgConnectOptions::from_str(&client)
         .map_err(|e| url.invalid(format!("not a PostgreSQL URL: {e}")))?

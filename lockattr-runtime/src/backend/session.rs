@@ -1091,8 +1091,6 @@ pub(crate) fn client_url(
     scheme: &str,
     client: &[&str],
 ) -> Result<String, crate::LockError> {
-    let known: Vec<&str> = OWN_PARAMS.iter().chain(client).copied().collect();
-    url.check_params(&known)?;
     match url.params.get("mode").map(String::as_str) {
         None | Some("session") => {}
         Some(other) => {
@@ -1103,24 +1101,5 @@ pub(crate) fn client_url(
             )))
         }
     }
-    let mut out = format!("{scheme}://{}", url.rest);
-    let mut sep = '?';
-    for (k, v) in url
-        .params
-        .iter()
-        .filter(|(k, _)| !OWN_PARAMS.contains(&k.as_str()))
-    {
-        out.push(sep);
-        sep = '&';
-        out.push_str(k);
-        out.push('=');
-        for b in v.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                out.push(char::from(b));
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    Ok(out)
+    url.client_url(scheme, OWN_PARAMS, client)
 }

@@ -911,43 +911,6 @@ impl Backend for TableBackend {
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 const OWN_PARAMS: &[&str] = &["prefix", "mode", "table"];
 
-/// Connection parameters of sqlx's PostgreSQL driver, passed through.
-#[cfg(feature = "postgres")]
-const PG_PARAMS: &[&str] = &[
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "application_name",
-    "options",
-    "statement-cache-capacity",
-];
-
-/// Connection parameters of sqlx's MySQL driver, passed through.
-#[cfg(feature = "mysql")]
-const MYSQL_PARAMS: &[&str] = &[
-    "sslmode",
-    "ssl-mode",
-    "sslca",
-    "ssl-ca",
-    "sslcert",
-    "ssl-cert",
-    "sslkey",
-    "ssl-key",
-    "socket",
-    "charset",
-    "collation",
-    "statement-cache-capacity",
-    "timezone",
-    "password",
-];
-
 /// Opens the lease table `url` names (see [`is_table_url`]).
 pub(crate) async fn open(url: &BackendUrl) -> Result<TableBackend, LockError> {
     let table = match url.params.get("table") {
@@ -1066,42 +1029,6 @@ fn holder() -> String {
     }
 }
 
-/// The URL for sqlx: `scheme://rest` with only the parameters in `passed` (re-encoded).
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn driver_url(url: &BackendUrl, scheme: &str, passed: &[&str]) -> Result<String, LockError> {
-    let mut out = format!("{scheme}://{}", url.rest);
-    let mut first = true;
-    for (k, v) in &url.params {
-        if OWN_PARAMS.contains(&k.as_str()) {
-            continue;
-        }
-        if !passed.contains(&k.as_str()) {
-            let mut known: Vec<&str> = OWN_PARAMS.to_vec();
-            known.extend_from_slice(passed);
-            return Err(url.invalid(format!(
-                "unknown parameter `{k}`; with `mode=table` this backend takes: {}",
-                known
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        out.push(if first { '?' } else { '&' });
-        first = false;
-        out.push_str(k);
-        out.push('=');
-        for b in v.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/' | b':') {
-                out.push(char::from(b));
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// An error from the driver's URL parser, as [`LockError::InvalidUrl`], with any password
 /// that the message might echo replaced.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -1136,7 +1063,11 @@ fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
 #[cfg(feature = "postgres")]
 fn open_postgres(url: &BackendUrl) -> Result<(Db, Dialect, String), LockError> {
     use std::str::FromStr;
-    let driver = driver_url(url, "postgres", PG_PARAMS)?;
+    let driver = url.client_url(
+        "postgres",
+        OWN_PARAMS,
+        crate::backend::POSTGRES_CLIENT_PARAMS,
+    )?;
     let options = sqlx::postgres::PgConnectOptions::from_str(&driver)
         .map_err(|e| driver_url_error(url, e))?;
     let pool = pool_options().connect_lazy_with(options);
@@ -1146,7 +1077,7 @@ fn open_postgres(url: &BackendUrl) -> Result<(Db, Dialect, String), LockError> {
 #[cfg(feature = "mysql")]
 fn open_mysql(url: &BackendUrl) -> Result<(Db, Dialect, String), LockError> {
     use std::str::FromStr;
-    let driver = driver_url(url, "mysql", MYSQL_PARAMS)?;
+    let driver = url.client_url("mysql", OWN_PARAMS, crate::backend::MYSQL_CLIENT_PARAMS)?;
     let options = sqlx::mysql::MySqlConnectOptions::from_str(&driver)
         .map_err(|e| driver_url_error(url, e))?;
     let pool = pool_options().connect_lazy_with(options);
