@@ -11,7 +11,8 @@ use crate::token::OwnerToken;
 #[derive(Debug)]
 pub(crate) struct Held {
     key: String,
-    backend: String,
+    /// The handle, for the backend's name in messages.
+    locks: Locks,
     fence: u64,
     deadline: Mutex<Instant>,
 }
@@ -25,6 +26,10 @@ pub(crate) fn local_deadline(started: Instant, ttl: Duration) -> Instant {
 }
 
 impl Held {
+    fn backend(&self) -> &str {
+        self.locks.backend_name()
+    }
+
     fn deadline(&self) -> Instant {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -66,7 +71,7 @@ impl LockGuard {
     ) -> Self {
         let held = Arc::new(Held {
             key,
-            backend: locks.backend_name().to_owned(),
+            locks: locks.clone(),
             fence,
             deadline: Mutex::new(local_deadline(started, ttl)),
         });
@@ -123,7 +128,7 @@ impl LockGuard {
     fn lost(&self, reason: &str) -> LockError {
         LockError::Lost {
             key: self.held.key.clone(),
-            backend: self.held.backend.clone(),
+            backend: self.held.backend().to_owned(),
             reason: reason.to_owned(),
         }
     }
@@ -134,7 +139,7 @@ impl LockGuard {
         if ttl.is_zero() {
             return Err(LockError::InvalidOptions {
                 key: self.held.key.clone(),
-                backend: self.held.backend.clone(),
+                backend: self.held.backend().to_owned(),
                 reason: "extend by a zero ttl".into(),
             });
         }
@@ -150,7 +155,7 @@ impl LockGuard {
             return Err(self.lost("the lease had ended before it could be extended"));
         }
         self.held.set_deadline(local_deadline(started, ttl));
-        tracing::debug!(key = %self.held.key, backend = %self.held.backend, ?ttl, "lock extended");
+        tracing::debug!(key = %self.held.key, backend = %self.held.backend(), ?ttl, "lock extended");
         Ok(())
     }
 
@@ -175,7 +180,7 @@ impl LockGuard {
         if !held {
             return Err(self.lost("the lease had ended before it was released"));
         }
-        tracing::debug!(key = %self.held.key, backend = %self.held.backend, token = self.held.fence, ?keep_for, "lock released");
+        tracing::debug!(key = %self.held.key, backend = %self.held.backend(), token = self.held.fence, ?keep_for, "lock released");
         Ok(())
     }
 
@@ -203,13 +208,13 @@ impl Drop for LockGuard {
                 .await;
             match result {
                 Ok(true) => {
-                    tracing::debug!(key = %held.key, backend = %held.backend, token = held.fence, "lock released on drop")
+                    tracing::debug!(key = %held.key, backend = %held.backend(), token = held.fence, "lock released on drop")
                 }
                 Ok(false) => {
-                    tracing::warn!(key = %held.key, backend = %held.backend, "lock dropped after its lease had ended")
+                    tracing::warn!(key = %held.key, backend = %held.backend(), "lock dropped after its lease had ended")
                 }
                 Err(e) => {
-                    tracing::warn!(key = %held.key, backend = %held.backend, error = %e, "releasing a dropped lock failed; it frees itself at its ttl")
+                    tracing::warn!(key = %held.key, backend = %held.backend(), error = %e, "releasing a dropped lock failed; it frees itself at its ttl")
                 }
             }
         };
@@ -219,7 +224,7 @@ impl Drop for LockGuard {
             }
             Err(_) => tracing::warn!(
                 key = %self.held.key,
-                backend = %self.held.backend,
+                backend = %self.held.backend(),
                 "lock guard dropped outside a tokio runtime: it frees itself at its ttl"
             ),
         }
@@ -267,7 +272,7 @@ impl CurrentLock {
 
     /// The backend, as its redacted URL.
     pub fn backend(&self) -> &str {
-        &self.held.backend
+        self.held.backend()
     }
 }
 
