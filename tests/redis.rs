@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
 
+mod suite;
+use suite::eventually;
+
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -143,24 +146,6 @@ fn assert_backend_error<T: std::fmt::Debug>(result: Result<T, LockError>, url: &
         "the message names the backend: {shown}"
     );
     e
-}
-
-/// Polls `f` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[distributed_lock(

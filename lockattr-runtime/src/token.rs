@@ -82,8 +82,9 @@ mod tests {
 
     #[test]
     fn tokens_from_many_batches_are_all_distinct() {
-        let tokens: std::collections::HashSet<OwnerToken> =
-            (0..BATCH * 5 + 3).map(|_| OwnerToken::random().unwrap()).collect();
+        let tokens: std::collections::HashSet<OwnerToken> = (0..BATCH * 5 + 3)
+            .map(|_| OwnerToken::random().unwrap())
+            .collect();
         assert_eq!(tokens.len(), BATCH * 5 + 3);
         assert!(!tokens.contains(&OwnerToken([0; 16])));
     }
