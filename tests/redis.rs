@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lockattr::{distributed_lock, LockError, Locks};
 
 mod suite;
-use suite::eventually;
+use suite::{eventually, take};
 
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
@@ -185,13 +185,7 @@ async fn restart_during_a_hold_errors_then_recovers() {
     let shown = locks.backend_name().to_owned();
     let ttl = Duration::from_secs(30);
 
-    let before = locks
-        .lock("held")
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let before = take(&locks, "held", ttl).await.unwrap();
     let body_started = Instant::now();
     let body = tokio::spawn(async {
         let ended = renewed_through_restart("body").await;
@@ -292,13 +286,7 @@ async fn a_server_that_stops_answering_times_out() {
     let locks = lockattr::init_named("stall", &url).await.unwrap();
     let shown = locks.backend_name().to_owned();
     let ttl = Duration::from_secs(30);
-    let held = locks
-        .lock("held")
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let held = take(&locks, "held", ttl).await.unwrap();
     let body_started = Instant::now();
     let body = tokio::spawn(async {
         let ended = renewed_through_stall("body").await;
@@ -516,20 +504,8 @@ async fn rediss_with_a_test_ca() {
     );
     let locks = lockattr::connect(&url).await.unwrap();
     let ttl = Duration::from_secs(30);
-    let held = locks
-        .lock("tls")
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(locks
-        .lock("tls")
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .is_none());
+    let held = take(&locks, "tls", ttl).await.unwrap();
+    assert!(take(&locks, "tls", ttl).await.is_none());
     let waiter = {
         let locks = locks.clone();
         tokio::spawn(async move {
@@ -561,12 +537,8 @@ async fn rediss_with_a_test_ca() {
     let insecure = lockattr::connect(&format!("rediss://127.0.0.1:{port}?tls_insecure=true"))
         .await
         .unwrap();
-    insecure
-        .lock("tls2")
-        .ttl(ttl)
-        .try_acquire()
+    take(&insecure, "tls2", ttl)
         .await
-        .unwrap()
         .unwrap()
         .release()
         .await
@@ -581,13 +553,7 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
     let key = format!("abandon-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
-    let held = locks
-        .lock(&key)
-        .ttl(ttl)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let held = take(&locks, &key, ttl).await.unwrap();
     let wait = |locks: Locks, key: String| {
         tokio::spawn(async move {
             locks
@@ -629,7 +595,7 @@ async fn abandoned_waiters_do_not_block_the_queue() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let taken = locks.lock(&key).ttl(ttl).try_acquire().await.unwrap();
+    let taken = take(&locks, &key, ttl).await;
     assert!(taken.is_some(), "a vanished waiter kept the key");
     taken.unwrap().release().await.unwrap();
 }
@@ -646,7 +612,7 @@ async fn waiters_are_woken_by_the_release() {
     let key = format!("notified-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
     for _ in 0..3 {
-        let held = a.lock(&key).ttl(ttl).try_acquire().await.unwrap().unwrap();
+        let held = take(&a, &key, ttl).await.unwrap();
         let waiter = {
             let (b, key) = (b.clone(), key.clone());
             tokio::spawn(async move {
@@ -714,7 +680,7 @@ async fn an_acl_user_limited_to_the_prefix_works() {
         lockattr::connect(&url).await.unwrap(),
     );
     let ttl = Duration::from_secs(30);
-    let held = a.lock("acl").ttl(ttl).try_acquire().await.unwrap().unwrap();
+    let held = take(&a, "acl", ttl).await.unwrap();
     held.extend(ttl).await.unwrap();
     let waiter = {
         let b = b.clone();

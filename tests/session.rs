@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
-use suite::{block_on, unique};
+use suite::{block_on, take, unique};
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306";
@@ -257,13 +257,7 @@ async fn recovers_after_losing_every_session(url: &str, kill: impl Fn() -> usize
         done.unwrap();
     }
     let key = unique("recover");
-    let held = locks
-        .lock(&key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let held = take(&locks, &key, Duration::from_secs(30)).await.unwrap();
     assert!(kill() > 0);
     // The server needs a moment to end the sessions.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -342,13 +336,7 @@ fn mysql_lock_names_are_the_stored_keys() {
     block_on(async {
         let locks = connect(&my_url("lockattr_test_mapping")).await;
         let key = unique("mapping");
-        let guard = locks
-            .lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap();
+        let guard = take(&locks, &key, Duration::from_secs(30)).await.unwrap();
         let used = mariadb(&format!(
             "SELECT IS_USED_LOCK('lockattr:{key}') IS NOT NULL"
         ));
@@ -371,12 +359,8 @@ async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> usize
     for i in 0..1000 {
         let (locks, key) = (locks.clone(), format!("{base}:{i}"));
         tasks.spawn(async move {
-            locks
-                .lock(key)
-                .ttl(Duration::from_secs(60))
-                .try_acquire()
+            take(&locks, key, Duration::from_secs(60))
                 .await
-                .unwrap()
                 .expect("a free key is taken")
         });
     }
@@ -391,12 +375,8 @@ async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> usize
     // They are really held: another instance finds them taken.
     let other = connect(url).await;
     for i in [0, 499, 999] {
-        assert!(other
-            .lock(format!("{base}:{i}"))
-            .ttl(Duration::from_secs(5))
-            .try_acquire()
+        assert!(take(&other, format!("{base}:{i}"), Duration::from_secs(5))
             .await
-            .unwrap()
             .is_none());
     }
     for guard in guards {
@@ -442,49 +422,26 @@ async fn poll_then_drop<F: std::future::Future>(f: F, polls: usize) -> Option<F:
 async fn abandoned_statements_are_repaired(url: &str) {
     let locks = connect(url).await;
     let kept_key = unique("kept");
-    let kept = locks
-        .lock(&kept_key)
-        .ttl(Duration::from_secs(30))
-        .try_acquire()
+    let kept = take(&locks, &kept_key, Duration::from_secs(30))
         .await
-        .unwrap()
         .unwrap();
     let key = unique("abandoned");
     for i in 0..100usize {
         // Polled a few times (so the statement is on its way), then dropped.
-        let take = locks.lock(&key).ttl(Duration::from_secs(30)).try_acquire();
-        poll_then_drop(take, 1 + i % 4).await;
+        let attempt = locks.lock(&key).ttl(Duration::from_secs(30)).try_acquire();
+        poll_then_drop(attempt, 1 + i % 4).await;
         // Once repaired, the handle takes the key again; then a release is abandoned.
-        let guard = suite::eventually(Duration::from_secs(5), || async {
-            locks
-                .lock(&key)
-                .ttl(Duration::from_secs(30))
-                .try_acquire()
-                .await
-                .unwrap()
-        })
-        .await
-        .expect("an abandoned take was not repaired");
+        let guard = suite::take_eventually(&locks, &key, Duration::from_secs(5))
+            .await
+            .expect("an abandoned take was not repaired");
         poll_then_drop(guard.release(), 1 + i % 3).await;
     }
     let other = connect(url).await;
-    let taken = suite::eventually(Duration::from_secs(5), || async {
-        other
-            .lock(&key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-    })
-    .await;
+    let taken = suite::take_eventually(&other, &key, Duration::from_secs(5)).await;
     assert!(taken.is_some(), "an abandoned take left the key held");
     assert!(
-        other
-            .lock(&kept_key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
+        take(&other, &kept_key, Duration::from_secs(30))
             .await
-            .unwrap()
             .is_none(),
         "the other lock of the handle was lost"
     );
@@ -548,26 +505,14 @@ fn mysql_idle_pooled_sessions_stay_open() {
             ))
         };
         let key = unique("idle");
-        let guard = locks
-            .lock(&key)
-            .ttl(Duration::from_secs(2))
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap();
+        let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
         guard.release().await.unwrap();
         let before = ids();
         assert!(!before.is_empty());
         // Past the lease's wait_timeout (3 s).
         tokio::time::sleep(Duration::from_millis(4500)).await;
         assert_eq!(ids(), before, "the idle pooled session was closed");
-        let again = locks
-            .lock(&key)
-            .ttl(Duration::from_secs(2))
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap();
+        let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
         again.release().await.unwrap();
     });
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use lockattr::{LockError, Locks};
 use sqlx::{Connection, Executor};
-use suite::{block_on, unique};
+use suite::{block_on, take, unique};
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MY: &str = "mysql://root@127.0.0.1:3306/test";
@@ -86,8 +86,8 @@ async fn drop_my(table: &str) {
 /// Takes and gives back one key, checking exclusion on a second handle.
 async fn round_trip(a: &Locks, b: &Locks) -> u64 {
     let key = unique("rt");
-    let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
-    assert!(b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none());
+    let g = take(a, &key, TTL).await.unwrap();
+    assert!(take(b, &key, TTL).await.is_none());
     let token = g.token();
     g.release().await.unwrap();
     token
@@ -145,19 +145,9 @@ fn two_tables_do_not_interfere() {
             let one = connect(&format!("{base}table={t1}")).await;
             let two = connect(&format!("{base}table={t2}")).await;
             let key = unique("shared-name");
-            let g1 = one
-                .lock(&key)
-                .ttl(TTL)
-                .try_acquire()
+            let g1 = take(&one, &key, TTL).await.expect("free in table one");
+            let g2 = take(&two, &key, TTL)
                 .await
-                .unwrap()
-                .expect("free in table one");
-            let g2 = two
-                .lock(&key)
-                .ttl(TTL)
-                .try_acquire()
-                .await
-                .unwrap()
                 .unwrap_or_else(|| panic!("{base}: a lock in table one blocked table two"));
             assert_eq!(
                 (g1.token(), g2.token()),
@@ -166,12 +156,7 @@ fn two_tables_do_not_interfere() {
             );
             g1.release().await.unwrap();
             assert!(
-                two.lock(&key)
-                    .ttl(TTL)
-                    .try_acquire()
-                    .await
-                    .unwrap()
-                    .is_none(),
+                take(&two, &key, TTL).await.is_none(),
                 "{base}: releasing in table one freed table two"
             );
             g2.release().await.unwrap();
@@ -206,7 +191,7 @@ async fn survives_killed_sessions(url: &str, kill: impl std::future::Future<Outp
     // Open connections in both pools.
     round_trip(&a, &b).await;
     let key = unique("restart");
-    let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+    let g = take(&a, &key, TTL).await.unwrap();
     let killed = kill.await;
     assert!(killed >= 2, "{url}: killed {killed} sessions");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -214,12 +199,12 @@ async fn survives_killed_sessions(url: &str, kill: impl std::future::Future<Outp
         .await
         .unwrap_or_else(|e| panic!("{url}: extend after the kill: {e}"));
     assert!(
-        b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+        take(&b, &key, TTL).await.is_none(),
         "{url}: the lease was lost with the sessions"
     );
     let token = g.token();
     g.release().await.unwrap();
-    let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+    let next = take(&b, &key, TTL).await.unwrap();
     assert!(next.token() > token);
     next.release().await.unwrap();
 }
@@ -283,13 +268,7 @@ fn sqlite_file_deleted_is_a_clear_error() {
         let url = format!("sqlite://{}", path.display());
         let (a, b) = (connect(&url).await, connect(&url).await);
         round_trip(&a, &b).await;
-        let held = a
-            .lock("held")
-            .ttl(TTL)
-            .try_acquire()
-            .await
-            .unwrap()
-            .unwrap();
+        let held = take(&a, "held", TTL).await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
@@ -304,7 +283,7 @@ fn sqlite_file_deleted_is_a_clear_error() {
         assert!(matches!(e, LockError::Backend { .. }), "{e}");
         // A new handle starts a new file.
         let c = connect(&url).await;
-        assert!(c.lock("k").ttl(TTL).try_acquire().await.unwrap().is_some());
+        assert!(take(&c, "k", TTL).await.is_some());
     });
 }
 
@@ -329,7 +308,7 @@ fn sqlite_file_locked_by_another_writer_is_a_clear_error() {
             "busy_timeout not waited"
         );
         other.execute("COMMIT").await.unwrap();
-        assert!(a.lock("k").ttl(TTL).try_acquire().await.unwrap().is_some());
+        assert!(take(&a, "k", TTL).await.is_some());
     });
 }
 
@@ -358,7 +337,7 @@ fn min_hold_outlives_the_handle() {
             drop(a);
             let b = connect(&url).await;
             assert!(
-                b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+                take(&b, &key, TTL).await.is_none(),
                 "{url}: min_hold ended with the handle"
             );
         }
@@ -447,7 +426,7 @@ fn waiters_that_give_up_leave_the_queue() {
                 connect(&url).await,
             );
             let key = unique("give-up");
-            let held = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+            let held = take(&a, &key, TTL).await.unwrap();
             let e = b
                 .lock(&key)
                 .ttl(TTL)
@@ -466,7 +445,7 @@ fn waiters_that_give_up_leave_the_queue() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             held.release().await.unwrap();
             let started = std::time::Instant::now();
-            let next = c.lock(&key).ttl(TTL).try_acquire().await.unwrap();
+            let next = take(&c, &key, TTL).await;
             assert!(
                 next.is_some(),
                 "{url}: a waiter that gave up still blocks the key"
@@ -486,7 +465,7 @@ fn killed_waiter_process_lapses() {
             let a = connect(&url).await;
             let id = unique("killed-waiter");
             let key = format!("proc:{id}");
-            let held = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+            let held = take(&a, &key, TTL).await.unwrap();
             let mut waiter = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
                 .args([url.as_str(), id.as_str(), "100"])
                 .stdout(Stdio::null())
@@ -498,11 +477,11 @@ fn killed_waiter_process_lapses() {
             waiter.wait().unwrap();
             held.release().await.unwrap();
             assert!(
-                a.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+                take(&a, &key, TTL).await.is_none(),
                 "{url}: the killed waiter's place was not kept"
             );
             let taken = suite::eventually(Duration::from_secs(6), || async {
-                a.lock(&key).ttl(TTL).try_acquire().await.unwrap()
+                take(&a, &key, TTL).await
             })
             .await;
             assert!(
@@ -528,15 +507,7 @@ fn a_thousand_held_locks_use_few_connections() {
                 let mut guards = Vec::new();
                 for i in 0..125 {
                     let key = format!("{prefix}:{t}:{i}");
-                    guards.push(
-                        locks
-                            .lock(key)
-                            .ttl(TTL)
-                            .try_acquire()
-                            .await
-                            .unwrap()
-                            .unwrap(),
-                    );
+                    guards.push(take(&locks, key, TTL).await.unwrap());
                 }
                 guards
             }));
@@ -648,7 +619,7 @@ fn postgres_restarted_during_a_hold() {
         let (a, b) = (connect(&url).await, connect(&url).await);
         round_trip(&a, &b).await;
         let key = unique("restart");
-        let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        let g = take(&a, &key, TTL).await.unwrap();
         as_postgres(
             "pg_ctl",
             &[
@@ -659,12 +630,12 @@ fn postgres_restarted_during_a_hold() {
             .await
             .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
         assert!(
-            b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+            take(&b, &key, TTL).await.is_none(),
             "the lease was lost in the restart"
         );
         let token = g.token();
         g.release().await.unwrap();
-        let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        let next = take(&b, &key, TTL).await.unwrap();
         assert!(next.token() > token);
         next.release().await.unwrap();
     });
@@ -773,19 +744,19 @@ fn mysql_restarted_during_a_hold() {
         let (a, b) = (connect(&url).await, connect(&url).await);
         round_trip(&a, &b).await;
         let key = unique("restart");
-        let g = a.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        let g = take(&a, &key, TTL).await.unwrap();
         server.stop();
         server.start().await;
         g.extend(TTL)
             .await
             .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
         assert!(
-            b.lock(&key).ttl(TTL).try_acquire().await.unwrap().is_none(),
+            take(&b, &key, TTL).await.is_none(),
             "the lease was lost in the restart"
         );
         let token = g.token();
         g.release().await.unwrap();
-        let next = b.lock(&key).ttl(TTL).try_acquire().await.unwrap().unwrap();
+        let next = take(&b, &key, TTL).await.unwrap();
         assert!(next.token() > token);
         next.release().await.unwrap();
     });
