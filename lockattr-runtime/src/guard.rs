@@ -11,7 +11,7 @@ use crate::token::OwnerToken;
 #[derive(Debug)]
 pub(crate) struct Held {
     key: String,
-    /// The handle, for the backend's name in messages.
+    /// The handle the lock was taken on.
     locks: Locks,
     fence: u64,
     deadline: Mutex<Instant>,
@@ -48,7 +48,6 @@ impl Held {
 #[must_use = "a lock is released as soon as its guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard {
-    locks: Locks,
     stored_key: String,
     owner: OwnerToken,
     held: Arc<Held>,
@@ -71,12 +70,11 @@ impl LockGuard {
     ) -> Self {
         let held = Arc::new(Held {
             key,
-            locks: locks.clone(),
+            locks,
             fence,
             deadline: Mutex::new(local_deadline(started, ttl)),
         });
         LockGuard {
-            locks,
             stored_key,
             owner,
             held,
@@ -116,7 +114,7 @@ impl LockGuard {
 
     /// The handle this lock was taken on.
     pub fn locks(&self) -> &Locks {
-        &self.locks
+        &self.held.locks
     }
 
     pub(crate) fn current(&self) -> CurrentLock {
@@ -145,12 +143,13 @@ impl LockGuard {
         }
         let started = Instant::now();
         let extended = self
+            .held
             .locks
             .inner
             .backend
             .extend(&self.stored_key, &self.owner, ttl)
             .await
-            .map_err(|e| self.locks.backend_error(&self.held.key, e))?;
+            .map_err(|e| self.held.locks.backend_error(&self.held.key, e))?;
         if !extended {
             return Err(self.lost("the lease had ended before it could be extended"));
         }
@@ -171,12 +170,13 @@ impl LockGuard {
         self.released = true;
         let keep_for = self.keep_for();
         let held = self
+            .held
             .locks
             .inner
             .backend
             .release(&self.stored_key, &self.owner, keep_for)
             .await
-            .map_err(|e| self.locks.backend_error(&self.held.key, e))?;
+            .map_err(|e| self.held.locks.backend_error(&self.held.key, e))?;
         if !held {
             return Err(self.lost("the lease had ended before it was released"));
         }
@@ -186,7 +186,11 @@ impl LockGuard {
 
     /// The future that completes if the backend learns the lease was lost early.
     pub(crate) fn backend_lost(&self) -> crate::backend::BoxFuture<'_, ()> {
-        self.locks.inner.backend.lost(&self.stored_key, &self.owner)
+        self.held
+            .locks
+            .inner
+            .backend
+            .lost(&self.stored_key, &self.owner)
     }
 }
 
@@ -196,7 +200,7 @@ impl Drop for LockGuard {
             return;
         }
         let keep_for = self.keep_for();
-        let locks = self.locks.clone();
+        let locks = self.held.locks.clone();
         let stored_key = std::mem::take(&mut self.stored_key);
         let owner = self.owner;
         let held = self.held.clone();
