@@ -1,7 +1,8 @@
 //! The Redis backend under faults, against redis-server processes these tests start on
-//! free ports (the shared server on 6379 is never touched): a restart during a hold, a
-//! server that stops answering, a listener that never answers, and TLS with a
-//! certificate made at test time. A missing `redis-server` or `openssl` fails the test.
+//! free ports: a restart during a hold, a server that stops answering, a listener that
+//! never answers, TLS with a certificate made at test time, an ACL user. The tests of
+//! queues and fencing counters use the shared server on 6379, on keys of their own. A
+//! missing `redis-server` or `openssl` fails the test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -546,6 +547,38 @@ async fn rediss_with_a_test_ca() {
     drop(server);
 }
 
+/// A grant whose answer comes back after the lease's ttl (here: the server stopped while
+/// the request was on its way) is an error, not a guard: the server may already have let
+/// another caller in, so its token is never handed out, and the lease is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_arrives_after_its_ttl_is_refused() {
+    let port = free_port();
+    let server = Server::start(port);
+    let url = format!("redis://127.0.0.1:{port}?timeout_ms=5000");
+    let (locks, other) = (
+        lockattr::connect(&url).await.unwrap(),
+        lockattr::connect(&url).await.unwrap(),
+    );
+    server.signal("-STOP");
+    let late = tokio::spawn(async move {
+        locks
+            .lock("late")
+            .ttl(Duration::from_millis(300))
+            .try_acquire()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.signal("-CONT");
+    let e = late.await.unwrap().unwrap_err();
+    assert!(matches!(e, LockError::Backend { .. }), "{e}");
+    assert!(e.to_string().contains("after its ttl"), "{e}");
+    let next = eventually(Duration::from_secs(5), || async {
+        take(&other, "late", Duration::from_secs(30)).await
+    })
+    .await;
+    assert!(next.is_some(), "the late lease was never freed");
+}
+
 /// A waiter that gives up (its future dropped) leaves the queue at once, and a waiter
 /// that vanished without a word (a ticket whose lease ran out) does not hold up the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,25 +612,55 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     );
     next.release().await.unwrap();
 
-    // A ticket at the head of the queue whose lease ran out long ago: skipped.
+    // A ticket at the head of the queue whose lease ran out long ago: skipped, by a
+    // newcomer and by a waiter alike.
     let queue = format!("{{lockattr:{key}}}:queue");
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "6379",
-            "ZADD",
-            &queue,
-            "0",
-            "vanished",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    shared_cli(&["ZADD", &queue, "0", "vanished"]);
     let taken = take(&locks, &key, ttl).await;
     assert!(taken.is_some(), "a vanished waiter kept the key");
     taken.unwrap().release().await.unwrap();
+    shared_cli(&["ZADD", &queue, "0", "vanished"]);
+    let held = take(&locks, &key, ttl).await.unwrap();
+    let waiter = wait(locks.clone(), key.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.release().await.unwrap();
+    let next = waiter.await.unwrap().unwrap();
+    next.release().await.unwrap();
+}
+
+/// `redis-cli` against the shared server on 6379; its answer.
+fn shared_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Fencing tokens keep growing when the counter is lost (a restart without persistence,
+/// its daily expiry), and a refused attempt never leaves a counter that cannot expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_grow_when_the_counter_is_lost() {
+    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let key = format!("fence-lost-{}-{}", std::process::id(), free_port());
+    let counter = format!("{{lockattr:{key}}}:fence");
+    let ttl = Duration::from_secs(30);
+    let first = take(&locks, &key, ttl).await.unwrap();
+    let mut last = first.token();
+    shared_cli(&["DEL", &counter]);
+    assert!(take(&locks, &key, ttl).await.is_none(), "the key is held");
+    let pttl: i64 = shared_cli(&["PTTL", &counter]).parse().unwrap();
+    assert_ne!(pttl, -1, "a refused attempt left a counter without expiry");
+    first.release().await.unwrap();
+    for _ in 0..3 {
+        let guard = take(&locks, &key, ttl).await.unwrap();
+        assert!(guard.token() > last, "{} after {last}", guard.token());
+        last = guard.token();
+        guard.release().await.unwrap();
+        shared_cli(&["DEL", &counter]);
+    }
 }
 
 /// Waiting is notified, not polled: after a long hold (the waiter's poll has backed off
@@ -655,6 +718,7 @@ async fn an_acl_user_limited_to_the_prefix_works() {
             "+evalsha",
             "+eval",
             "+script|load",
+            "+append",
             "+get",
             "+psubscribe",
             "+publish",

@@ -225,18 +225,33 @@ impl Locks {
         .map_err(|e| self.backend_error(key, e))?;
         // The lease runs from the try that was granted, not from the start of the wait.
         let started = attempt.last().map_or(started, |sent| sent.max(started));
-        Ok(granted.map(|Granted { fence }| {
-            LockGuard::new(
-                self.clone(),
-                key.to_owned(),
-                stored.into_owned(),
-                owner,
-                fence,
-                started,
-                ttl,
-                min_hold,
-            )
-        }))
+        let Some(Granted { fence }) = granted else {
+            return Ok(None);
+        };
+        let guard = LockGuard::new(
+            self.clone(),
+            key.to_owned(),
+            stored.into_owned(),
+            owner,
+            fence,
+            started,
+            ttl,
+            min_hold,
+        );
+        if !guard.is_held() {
+            // The answer came after the lease's local deadline: the server may already have
+            // let another caller in. Its token is never handed out; dropping the guard
+            // gives the lease back in the background.
+            drop(guard);
+            return Err(self.backend_error(
+                key,
+                format!(
+                    "the grant arrived after its ttl of {ttl:?} had run out (a slow server or \
+                     network); the lease was given back"
+                ),
+            ));
+        }
+        Ok(Some(guard))
     }
 
     pub(crate) fn backend_error(
@@ -314,6 +329,10 @@ impl LockBuilder<Duration> {
     }
 
     /// Takes the lock if it is free: `Ok(None)` if another holder has it.
+    ///
+    /// A grant whose answer arrives after the lease's local deadline (a server or network
+    /// slower than the ttl) is given back and reported as [`LockError::Backend`]: a guard
+    /// is never handed out already expired. The same holds for [`acquire`](Self::acquire).
     pub async fn try_acquire(self) -> Result<Option<LockGuard>, LockError> {
         let locks = self.checked()?;
         locks

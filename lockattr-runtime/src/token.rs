@@ -103,7 +103,7 @@ impl OwnerToken {
     }
 
     /// The 32 lower-case hex digits, without an allocation.
-    fn hex_digits(&self) -> [u8; 32] {
+    pub(crate) fn hex_digits(&self) -> [u8; 32] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 32];
         for (i, b) in self.0.iter().enumerate() {

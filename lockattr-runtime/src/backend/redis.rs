@@ -17,35 +17,53 @@
 //! # What is stored
 //!
 //! A lock key `K` (prefixed, and hashed when longer than 512 bytes) is stored as
-//! `{K}` holding the owner token (32 hex digits) with the lease as its expiry. Next to it,
-//! sharing the hash tag so that every script touches one Redis Cluster slot:
+//! `{K}` holding the owner token (32 hex digits) with the lease as its expiry; a `+` after
+//! the token says that somebody waits. Next to it, sharing the hash tag so that every
+//! script touches one Redis Cluster slot:
 //!
-//! - `{K}:fence`, the fencing counter. When it is missing it is seeded from the server's
-//!   clock in microseconds, then `INCR`ed on each acquisition; so it may expire (it keeps
-//!   a day from its seeding) or be lost in a restart without persistence, and the next
-//!   token is still greater than every earlier one (no server grants a lock per
-//!   microsecond), as long as the server's clock does not step back;
+//! - `{K}:fence`, the fencing counter, `INCR`ed on each attempt. When it is missing (the
+//!   `INCR` gives a small number) it is seeded from the server's clock in nanoseconds, by
+//!   a second call once per key and day; so it may expire (it keeps a day from its
+//!   seeding) or be lost in a restart without persistence, and the next token is still
+//!   greater than every earlier one (no server runs a command per nanosecond), as long as
+//!   the server's clock does not step back;
 //! - `{K}:queue` and `{K}:queue:leases`, the waiters: a sorted set of tickets in arrival
 //!   order and one of their lease expiries. A waiter refreshes its lease at each poll; a
 //!   waiter that vanishes is dropped from the queue 3 s later.
 //!
-//! Releases publish on the channel `{K}:released`; each backend listens on one pub/sub
-//! connection with a pattern subscription to its prefix.
+//! Releases to a waiter publish on the channel `{K}:released`; each backend listens on
+//! one pub/sub connection with a pattern subscription to its prefix.
 //!
 //! # Operations
 //!
-//! Every operation is one `EVALSHA` of a Lua script, so it is atomic and one round trip:
-//! acquire (`SET key token NX PX ttl` and `INCR` the counter, unless the key is held or
-//! somebody else waits at the head of its queue), release (token-checked `DEL`, or
-//! `PEXPIRE` to what remains of `min_hold`, then `PUBLISH` the ticket of the oldest live
-//! waiter, if one waits), extend (token-checked `PEXPIRE`), and leave the queue. Each one
-//! is bounded by `timeout_ms`.
+//! Every operation is one round trip. All but the uncontended acquisition are one
+//! `EVALSHA` of a Lua script, so atomic; each script is given `{K}` and reaches the other
+//! names by appending to it.
 //!
-//! Waiting is first come, first served across processes: a waiter queues on its first
-//! refused attempt and only the queue's head may take the key, so a holder that releases
-//! and at once asks again waits behind it. The head is woken by the release's message;
-//! a jittered poll (5 ms up to 500 ms, and at the lease's expiry) covers lost messages and
-//! holders that crashed.
+//! - **acquire** (uncontended): `SET {K} token NX PX ttl` and `INCR {K}:fence`,
+//!   pipelined, with no Lua (a script costs the server more than the two commands it
+//!   would run). They need not be atomic: only the expiry of this very lease could let
+//!   another caller in between them, and then the answer arrives after the lease's local
+//!   deadline and the lease is given back, its token never handed out;
+//! - **release**: token-checked `DEL`; with `min_hold`, `PEXPIRE` to what remains of it
+//!   instead. When the value is marked with `+`, the key is handed to the oldest live
+//!   waiter: set to `q:<its ticket>` for what remains of that waiter's lease, and its
+//!   ticket published. Without a mark the script is a plain compare-and-delete;
+//! - **extend**: token-checked `PEXPIRE`;
+//! - **a waiter's attempt**: takes a key handed to its ticket, or a free key when no
+//!   other live waiter is ahead; otherwise queues its ticket and marks the holder's value
+//!   with `+`;
+//! - **leaving the queue**: removes the ticket, and hands on a key handed to it.
+//!
+//! Each is bounded by `timeout_ms`.
+//!
+//! Waiting is first come, first served across processes: a caller that is refused queues,
+//! and a release hands the key to the queue's head, so a holder that releases and at once
+//! asks again waits behind it. The head is woken by the release's message; a jittered
+//! poll (5 ms up to 500 ms, and at the lease's expiry) covers lost messages and holders
+//! that crashed. When a lease runs out instead of being released (a crashed holder, or
+//! `min_hold`), the key is free until a waiter's poll takes it, so a newcomer may get it
+//! first that once.
 //!
 //! A lease the server lost while this backend's connection was down (a restart without
 //! persistence) is reported through [`Backend::lost`] as soon as the release listener
@@ -58,13 +76,14 @@
 //! channel pattern `&{lockattr:*}:released` (literally: `PSUBSCRIBE` checks patterns
 //! as written; Redis 7 gives new users no channels), and the commands `+evalsha +eval
 //! +script|load +get +psubscribe +publish +ping` plus those the scripts run: `+exists +set
-//! +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del`. Without the channel
-//! permission `connect` fails with the server's `NOPERM` message.
+//! +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del +append`.
+//! Without the channel permission `connect` fails with the server's `NOPERM` message.
 //!
 //! # Limits
 //!
-//! Redis Cluster: every script touches one hash slot, and releases `PUBLISH` (which a
-//! cluster forwards to every node), so the scripts are cluster-safe; but this backend
+//! Redis Cluster: every script touches one hash slot (it declares `{K}` and reaches only
+//! names under the same hash tag), and releases `PUBLISH` (which a cluster forwards to
+//! every node), so the scripts work on a cluster node that owns the slot; but this backend
 //! connects to one node and does not follow `MOVED` redirections, so point it at a
 //! primary of a single-shard deployment (or a proxy). Sentinel is not supported either.
 //!
@@ -82,7 +101,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
@@ -113,105 +132,145 @@ const PARAMS: &[&str] = &[
     "tls_insecure",
 ];
 
-/// Lua: the server's clock in milliseconds (read only when needed: `TIME` costs), and the
-/// oldest waiter whose lease has not run out, dropping stale ones on the way.
-const LIVE_HEAD: &str = r"
+/// Fencing counters below this were made by an `INCR` on a missing counter, not seeded
+/// from the clock (seeds are nanoseconds since 1970, about 1.8 × 10¹⁸ today).
+const SEEDED_MIN: u64 = 1_000_000_000_000_000;
+
+/// Lua: the next fencing token of the counter `f`, as a string (tokens pass 2⁵³, where
+/// Lua's numbers stop being exact, so Lua never does arithmetic on them). A counter that
+/// an `INCR` made from nothing is seeded from the server's clock in nanoseconds and kept
+/// a day: a seed is greater than every token of an earlier counter, since no server runs
+/// one command per nanosecond.
+const NEXT_FENCE: &str = r"
+local function next_fence(f)
+  redis.call('INCR', f)
+  local v = redis.call('GET', f)
+  if string.len(v) < 16 then
+    local t = redis.call('TIME')
+    v = t[1] .. string.format('%06d', tonumber(t[2])) .. '000'
+    redis.call('SET', f, v, 'PX', 86400000)
+  end
+  return v
+end
+";
+
+/// Lua for the queue: the server's clock in milliseconds (read only when needed: `TIME`
+/// costs), the oldest waiter of lock `l` whose lease has not run out (dropping stale ones
+/// on the way), and handing `l` to it: set to `q:<ticket>` for what remains of that
+/// waiter's lease, and the ticket published; or deleted if nobody waits.
+const QUEUE: &str = r"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function live_head(q, qx)
+local function live_head(l)
+  local q, qx = l .. ':queue', l .. ':queue:leases'
   local now = nil
   while true do
     local head = redis.call('ZRANGE', q, 0, 0)[1]
     if not head then return nil end
     now = now or now_ms()
     local exp = redis.call('ZSCORE', qx, head)
-    if exp and tonumber(exp) > now then return head end
+    if exp and tonumber(exp) > now then return head, tonumber(exp) - now end
     redis.call('ZREM', q, head)
     redis.call('ZREM', qx, head)
   end
 end
-";
-
-/// KEYS: lock, fence, queue, queue leases. ARGV: owner token, ttl ms, `1` to queue when
-/// refused, waiter lease ms, ticket. Returns the fence (> 0), or `-1 - pttl` if refused.
-///
-/// Uncontended, it runs `EXISTS queue`, `SET NX PX` and `INCR`. A missing counter is
-/// seeded from the server's clock in microseconds and kept a day: a later seed is still
-/// greater than every token the old counter gave, since no server grants a lock per
-/// microsecond.
-const ACQUIRE: &str = r"
-local function refuse()
-  if ARGV[3] == '1' then
-    if not redis.call('ZSCORE', KEYS[3], ARGV[5]) then
-      local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-      local seq = 1
-      if last[2] then seq = tonumber(last[2]) + 1 end
-      redis.call('ZADD', KEYS[3], string.format('%d', seq), ARGV[5])
-    end
-    local lease = tonumber(ARGV[4])
-    redis.call('ZADD', KEYS[4], string.format('%d', now_ms() + lease), ARGV[5])
-    redis.call('PEXPIRE', KEYS[3], 2 * lease)
-    redis.call('PEXPIRE', KEYS[4], 2 * lease)
-  end
-  local pttl = redis.call('PTTL', KEYS[1])
-  if pttl < 0 then pttl = 0 end
-  return -1 - pttl
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return refuse() end
-  local head = live_head(KEYS[3], KEYS[4])
-  if head and head ~= ARGV[5] then return refuse() end
+local function hand_off(l)
+  local head, left = live_head(l)
   if head then
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('ZREM', KEYS[4], head)
+    redis.call('SET', l, 'q:' .. head, 'PX', left)
+    redis.call('PUBLISH', l .. ':released', head)
+  else
+    redis.call('DEL', l)
   end
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return refuse() end
-local fence = redis.call('INCR', KEYS[2])
-if fence == 1 then
-  local t = redis.call('TIME')
-  fence = tonumber(t[1]) * 1000000 + tonumber(t[2]) + 1
-  redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', 86400000)
-end
-return fence
 ";
 
-/// KEYS: lock, queue, queue leases. ARGV: owner token, keep ms, channel. Returns 1 if the
-/// token held the key.
+/// KEYS: the fencing counter. Seeds it if an `INCR` made it from nothing; returns the
+/// next token.
+const SEED: &str = "return next_fence(KEYS[1])";
+
+/// KEYS: lock. ARGV: owner token, ttl ms, waiter lease ms, ticket. A waiter's attempt:
+/// takes the key if it was handed to this ticket, or is free with no other live waiter
+/// ahead; otherwise queues (or refreshes) the ticket and marks the holder's value with
+/// `+`, so that its release hands the key on. Returns the fence (a string), or
+/// `-1 - pttl`.
+const ACQUIRE_QUEUED: &str = r"
+local l, ticket = KEYS[1], ARGV[4]
+local q, qx = l .. ':queue', l .. ':queue:leases'
+local v = redis.call('GET', l)
+local mine = v == 'q:' .. ticket
+if not v then
+  local head = live_head(l)
+  mine = head == nil or head == ticket
+  if not mine then hand_off(l) end
+end
+if mine then
+  redis.call('ZREM', q, ticket)
+  redis.call('ZREM', qx, ticket)
+  local value = ARGV[1]
+  if redis.call('EXISTS', q) == 1 then value = value .. '+' end
+  redis.call('SET', l, value, 'PX', ARGV[2])
+  return next_fence(l .. ':fence')
+end
+if not redis.call('ZSCORE', q, ticket) then
+  local last = redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')
+  local seq = 1
+  if last[2] then seq = tonumber(last[2]) + 1 end
+  redis.call('ZADD', q, string.format('%d', seq), ticket)
+end
+local lease = tonumber(ARGV[3])
+redis.call('ZADD', qx, string.format('%d', now_ms() + lease), ticket)
+redis.call('PEXPIRE', q, 2 * lease)
+redis.call('PEXPIRE', qx, 2 * lease)
+v = redis.call('GET', l)
+if v and string.len(v) == 32 then redis.call('APPEND', l, '+') end
+local pttl = redis.call('PTTL', l)
+if pttl < 0 then pttl = 0 end
+return -1 - pttl
+";
+
+/// KEYS: lock. ARGV: owner token, and `min_hold`'s remaining ms if any. Returns 1 if the
+/// token held the key. Without waiters (no `+` mark) and `min_hold` it is a
+/// compare-and-delete that ends before [`QUEUE`]'s functions are even defined; with
+/// waiters, the key goes to the oldest live one.
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local keep = tonumber(ARGV[2])
-if keep > 0 then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] and not ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+";
+const RELEASE_SLOW: &str = r"
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+' then return 0 end
+if ARGV[2] then
+  local keep = tonumber(ARGV[2])
   local pttl = redis.call('PTTL', KEYS[1])
   if pttl < 0 or keep < pttl then redis.call('PEXPIRE', KEYS[1], keep) end
   return 1
 end
-redis.call('DEL', KEYS[1])
-local head = live_head(KEYS[2], KEYS[3])
-if head then redis.call('PUBLISH', ARGV[3], head) end
+hand_off(KEYS[1])
 return 1
 ";
 
 /// KEYS: lock. ARGV: owner token, ttl ms. Returns 1 if the token held the key.
 const EXTEND: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+' then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-/// KEYS: lock, queue, queue leases. ARGV: ticket, channel, owner token. Leaves the queue,
-/// frees the key if the owner token took it (an attempt whose answer never arrived), and,
-/// if the key is free, wakes the new head.
+/// KEYS: lock. ARGV: ticket, owner token. Leaves the queue; if the key was handed to
+/// this ticket, or the owner token took it (an attempt whose answer never arrived), or
+/// it is free, hands it to the next live waiter.
 const LEAVE: &str = r"
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('GET', KEYS[1]) == ARGV[3] then redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local head = live_head(KEYS[2], KEYS[3])
-  if head then redis.call('PUBLISH', ARGV[2], head) end
-end
+local l = KEYS[1]
+redis.call('ZREM', l .. ':queue', ARGV[1])
+redis.call('ZREM', l .. ':queue:leases', ARGV[1])
+local v = redis.call('GET', l)
+if not v or v == 'q:' .. ARGV[1] or v == ARGV[2] or v == ARGV[2] .. '+' then hand_off(l) end
 return 1
 ";
 
@@ -231,13 +290,16 @@ struct Shared {
     timeout: Duration,
     scripts: Scripts,
     waiters: Waiters,
-    /// The leases held through this backend whose holders watch for their loss (the
-    /// attribute's bodies), by stored key, with their owner tokens.
-    held: Waiters,
+    /// Counts the release listener's reconnections: after each, the holders that watch
+    /// for the loss of their lease (the attribute's bodies) check that it is still there.
+    reconnected: watch::Sender<u64>,
+    /// The URL without its password, for logs.
+    backend: String,
 }
 
 struct Scripts {
-    acquire: Script,
+    seed: Script,
+    acquire_queued: Script,
     release: Script,
     extend: Script,
     leave: Script,
@@ -246,34 +308,29 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            acquire: Script::new(&format!("{LIVE_HEAD}{ACQUIRE}")),
-            release: Script::new(&format!("{LIVE_HEAD}{RELEASE}")),
+            seed: Script::new(&format!("{NEXT_FENCE}{SEED}")),
+            acquire_queued: Script::new(&format!("{NEXT_FENCE}{QUEUE}{ACQUIRE_QUEUED}")),
+            release: Script::new(&format!("{RELEASE}{QUEUE}{RELEASE_SLOW}")),
             extend: Script::new(EXTEND),
-            leave: Script::new(&format!("{LIVE_HEAD}{LEAVE}")),
+            leave: Script::new(&format!("{QUEUE}{LEAVE}")),
         }
     }
 }
 
-/// The Redis names of one lock.
+/// The Redis name of one lock, `{K}`; the scripts reach the names beside it (all under
+/// the same hash tag) by appending to it.
 #[derive(Clone)]
 struct Names {
     lock: String,
-    fence: String,
-    queue: String,
-    leases: String,
-    channel: String,
 }
 
 impl Names {
     fn of(stored: &str) -> Self {
-        let lock = format!("{{{stored}}}");
-        Names {
-            fence: format!("{lock}:fence"),
-            queue: format!("{lock}:queue"),
-            leases: format!("{lock}:queue:leases"),
-            channel: format!("{lock}:released"),
-            lock,
-        }
+        let mut lock = String::with_capacity(stored.len() + 2);
+        lock.push('{');
+        lock.push_str(stored);
+        lock.push('}');
+        Names { lock }
     }
 }
 
@@ -309,6 +366,12 @@ impl fmt::Display for NoAnswer {
 }
 
 impl std::error::Error for NoAnswer {}
+
+/// A fencing token the server sent as text.
+fn parse_fence(text: &str) -> BackendResult<u64> {
+    text.parse()
+        .map_err(|_| format!("the server sent `{text}` as a fencing token").into())
+}
 
 /// Milliseconds for Redis: at least 1, rounded up.
 fn millis(d: Duration) -> u64 {
@@ -399,7 +462,8 @@ impl RedisBackend {
             timeout,
             scripts: Scripts::new(),
             waiters: Waiters::default(),
-            held: Waiters::default(),
+            reconnected: watch::Sender::new(0),
+            backend: url.redacted.clone(),
         });
         let pattern = format!("{{{}*}}:released", glob_escape(url.prefix()));
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -438,47 +502,88 @@ impl Shared {
         }
     }
 
-    /// One acquisition attempt; `ticket` queues the caller when refused.
-    async fn attempt(
-        &self,
-        names: &Names,
-        req: &Acquire<'_>,
-        ticket: Option<&str>,
-    ) -> BackendResult<Attempt> {
+    /// One acquisition attempt outside the queue: `SET key token NX PX ttl` and `INCR`
+    /// of the fencing counter, pipelined in one round trip, without Lua (a script costs
+    /// the server more than these two commands). A refused attempt bumps the counter too,
+    /// which only skips a number; a counter the `INCR` made from nothing is seeded by a
+    /// second call (once per key and day).
+    ///
+    /// The two commands are not one transaction, and need not be: between them, only the
+    /// expiry of this very lease could let another caller in, and then this answer
+    /// arrives after the lease's local deadline, so [`Locks`](crate::Locks) gives the
+    /// lease back instead of handing out its token.
+    async fn attempt(&self, names: &Names, req: &Acquire<'_>) -> BackendResult<Attempt> {
         // A lease granted by this try runs from now, not from the start of a long wait.
         req.attempt.start();
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.acquire.prepare_invoke();
-        inv.key(&names.lock)
-            .key(&names.fence)
-            .key(&names.queue)
-            .key(&names.leases)
-            .arg(req.owner.to_hex())
-            .arg(millis(req.ttl))
-            .arg(if ticket.is_some() { "1" } else { "0" })
-            .arg(millis(WAITER_LEASE))
-            .arg(ticket.unwrap_or(""));
-        let answer: i64 = self.call(inv.invoke_async(&mut conn)).await?;
-        Ok(if answer > 0 {
-            Attempt::Granted(Granted {
-                fence: answer as u64,
-            })
+        let mut fence_key = String::with_capacity(names.lock.len() + 6);
+        fence_key.push_str(&names.lock);
+        fence_key.push_str(":fence");
+        let (set, fence): (redis::Value, u64) = self
+            .call(
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&names.lock)
+                    .arg(&req.owner.hex_digits()[..])
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(req.ttl))
+                    .cmd("INCR")
+                    .arg(&fence_key)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let fence = if fence < SEEDED_MIN {
+            let mut inv = self.scripts.seed.prepare_invoke();
+            inv.key(&fence_key);
+            let seeded: String = self.call(inv.invoke_async(&mut conn)).await?;
+            parse_fence(&seeded)?
         } else {
-            let pttl = u64::try_from(-1 - answer).unwrap_or(0);
-            Attempt::Refused(Duration::from_millis(pttl))
+            fence
+        };
+        Ok(if matches!(set, redis::Value::Okay) {
+            Attempt::Granted(Granted { fence })
+        } else {
+            Attempt::Refused(Duration::ZERO)
         })
     }
 
-    /// Takes `ticket` out of the queue and frees the key if `owner` holds it.
+    /// One attempt of a waiter holding `ticket`: queued (or refreshed) when refused.
+    async fn attempt_queued(
+        &self,
+        names: &Names,
+        req: &Acquire<'_>,
+        ticket: &str,
+    ) -> BackendResult<Attempt> {
+        req.attempt.start();
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.acquire_queued.prepare_invoke();
+        inv.key(&names.lock)
+            .arg(&req.owner.hex_digits()[..])
+            .arg(millis(req.ttl))
+            .arg(millis(WAITER_LEASE))
+            .arg(ticket);
+        let answer: redis::Value = self.call(inv.invoke_async(&mut conn)).await?;
+        match answer {
+            redis::Value::Int(refused) => {
+                let pttl = u64::try_from(-1 - refused).unwrap_or(0);
+                Ok(Attempt::Refused(Duration::from_millis(pttl)))
+            }
+            redis::Value::BulkString(fence) => Ok(Attempt::Granted(Granted {
+                fence: parse_fence(&String::from_utf8_lossy(&fence))?,
+            })),
+            other => Err(format!("unexpected answer to an acquisition: {other:?}").into()),
+        }
+    }
+
+    /// Takes `ticket` out of the queue and hands the key on if this ticket or `owner`
+    /// holds it, or nobody does.
     async fn leave(&self, names: &Names, ticket: &str, owner: &OwnerToken) -> BackendResult<()> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.leave.prepare_invoke();
         inv.key(&names.lock)
-            .key(&names.queue)
-            .key(&names.leases)
             .arg(ticket)
-            .arg(&names.channel)
-            .arg(owner.to_hex());
+            .arg(&owner.hex_digits()[..]);
         let _: i64 = self.call(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -502,9 +607,18 @@ impl Shared {
             armed: true,
         };
         let names = &place.names;
+        // The first try is the uncontended one; only a refused caller queues.
+        if let Attempt::Granted(granted) = self.attempt(names, &req).await? {
+            place.armed = false;
+            return Ok(Some(granted));
+        }
+        if Instant::now() >= deadline {
+            place.armed = false;
+            return Ok(None);
+        }
         let mut pause = POLL_MIN;
         loop {
-            let remaining = match self.attempt(names, &req, Some(&ticket)).await? {
+            let remaining = match self.attempt_queued(names, &req, &ticket).await? {
                 Attempt::Granted(granted) => {
                     // The script took the ticket out of the queue.
                     place.armed = false;
@@ -574,8 +688,8 @@ impl Drop for Abandon {
 /// The waiters of one key in this backend: registration id, ticket, and how to wake it.
 type KeyWaiters = Vec<(u64, String, Arc<Notify>)>;
 
-/// Registrations by stored key, each with a ticket or owner token and a waker: the
-/// waiters woken by release messages, and the holders told of a lease that vanished.
+/// The waiters woken by release messages: registrations by stored key, each with its
+/// ticket and a waker.
 #[derive(Default)]
 struct Waiters {
     by_key: Mutex<HashMap<String, KeyWaiters>>,
@@ -621,17 +735,6 @@ impl Waiters {
                 }
             }
         }
-    }
-
-    /// Every registration: its key, ticket and waker.
-    fn entries(&self) -> Vec<(String, String, Arc<Notify>)> {
-        self.lock()
-            .iter()
-            .flat_map(|(key, list)| {
-                list.iter()
-                    .map(move |(_, t, n)| (key.clone(), t.clone(), n.clone()))
-            })
-            .collect()
     }
 
     /// Wakes every waiter: messages may have been lost.
@@ -702,7 +805,7 @@ async fn listen(
             // persistence may have wiped the leases held here.
             if let Some(shared) = shared.upgrade() {
                 shared.waiters.wake_all();
-                tokio::spawn(verify_held(shared, backend.clone()));
+                shared.reconnected.send_modify(|n| *n += 1);
             }
         }
         pause = Duration::from_millis(50);
@@ -723,31 +826,6 @@ async fn listen(
         match shared.upgrade() {
             Some(shared) => shared.waiters.wake_all(),
             None => return,
-        }
-    }
-}
-
-/// Checks, after the connection to the server was lost, that every watched lease is still
-/// there with its owner token, and reports those that are not as lost.
-async fn verify_held(shared: Arc<Shared>, backend: String) {
-    for (key, owner, notify) in shared.held.entries() {
-        let mut conn = shared.conn.clone();
-        let lock = Names::of(&key).lock;
-        let value: BackendResult<Option<String>> = shared
-            .call(redis::cmd("GET").arg(&lock).query_async(&mut conn))
-            .await;
-        match value {
-            Ok(Some(value)) if value == owner => {}
-            Ok(_) => {
-                tracing::warn!(
-                    backend,
-                    key,
-                    "a held lease is gone from Redis (was the server restarted?)"
-                );
-                notify.notify_one();
-            }
-            // Unreachable again: the renewal or the deadline covers it.
-            Err(_) => {}
         }
     }
 }
@@ -778,7 +856,7 @@ impl Backend for RedisBackend {
                 ticket: String::new(),
                 armed: true,
             };
-            let attempt = self.shared.attempt(&pending.names, &req, None).await;
+            let attempt = self.shared.attempt(&pending.names, &req).await;
             pending.armed = attempt.is_err();
             Ok(match attempt? {
                 Attempt::Granted(granted) => Some(granted),
@@ -803,19 +881,12 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
             let names = Names::of(key);
-            let keep = if keep_for.is_zero() {
-                0
-            } else {
-                millis(keep_for)
-            };
             let mut conn = self.shared.conn.clone();
             let mut inv = self.shared.scripts.release.prepare_invoke();
-            inv.key(&names.lock)
-                .key(&names.queue)
-                .key(&names.leases)
-                .arg(owner.to_hex())
-                .arg(keep)
-                .arg(&names.channel);
+            inv.key(&names.lock).arg(&owner.hex_digits()[..]);
+            if !keep_for.is_zero() {
+                inv.arg(millis(keep_for));
+            }
             let held: i64 = self.shared.call(inv.invoke_async(&mut conn)).await?;
             Ok(held == 1)
         })
@@ -826,8 +897,31 @@ impl Backend for RedisBackend {
     /// Expiry and unreachable servers are left to the deadline and the renewals.
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let watch = self.shared.held.register(key, &owner.to_hex());
-            watch.notify.notified().await;
+            let mut reconnected = self.shared.reconnected.subscribe();
+            while reconnected.changed().await.is_ok() {
+                let lock = Names::of(key).lock;
+                let mut conn = self.shared.conn.clone();
+                let value: BackendResult<Option<Vec<u8>>> = self
+                    .shared
+                    .call(redis::cmd("GET").arg(&lock).query_async(&mut conn))
+                    .await;
+                match value {
+                    Ok(Some(value))
+                        if value.strip_suffix(b"+").unwrap_or(&value) == owner.hex_digits() => {}
+                    Ok(_) => {
+                        tracing::warn!(
+                            backend = self.shared.backend,
+                            key,
+                            "a held lease is gone from Redis (was the server restarted?)"
+                        );
+                        return;
+                    }
+                    // Unreachable again: the renewal or the deadline covers it.
+                    Err(_) => {}
+                }
+            }
+            // The backend is closing; its leases go with it.
+            std::future::pending::<()>().await
         })
     }
 
@@ -841,7 +935,9 @@ impl Backend for RedisBackend {
             let names = Names::of(key);
             let mut conn = self.shared.conn.clone();
             let mut inv = self.shared.scripts.extend.prepare_invoke();
-            inv.key(&names.lock).arg(owner.to_hex()).arg(millis(ttl));
+            inv.key(&names.lock)
+                .arg(&owner.hex_digits()[..])
+                .arg(millis(ttl));
             let held: i64 = self.shared.call(inv.invoke_async(&mut conn)).await?;
             Ok(held == 1)
         })
@@ -856,10 +952,10 @@ mod tests {
     fn names_share_one_hash_tag() {
         let n = Names::of("lockattr:flush:acme");
         assert_eq!(n.lock, "{lockattr:flush:acme}");
-        assert_eq!(n.fence, "{lockattr:flush:acme}:fence");
-        assert_eq!(n.queue, "{lockattr:flush:acme}:queue");
-        assert_eq!(n.leases, "{lockattr:flush:acme}:queue:leases");
-        assert_eq!(key_of_channel(&n.channel), Some("lockattr:flush:acme"));
+        assert!(ACQUIRE_QUEUED.contains("l .. ':queue'"));
+        let channel = format!("{}:released", n.lock);
+        assert!(QUEUE.contains("l .. ':released'"));
+        assert_eq!(key_of_channel(&channel), Some("lockattr:flush:acme"));
         assert_eq!(key_of_channel("other"), None);
     }
 
