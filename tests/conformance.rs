@@ -298,8 +298,7 @@ processes!(redis_processes, redis);
 /// A fresh SQLite file for this test binary's run.
 #[cfg(feature = "sqlite")]
 fn sqlite_url() -> String {
-    let dir = std::env::temp_dir().join(format!("lockattr-conformance-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temp folder");
+    let dir = suite::scratch_dir("conformance");
     format!("sqlite://{}", dir.join("locks.db").display())
 }
 

@@ -20,9 +20,7 @@ const MY: &str = "mysql://root@127.0.0.1:3306/test";
 const TTL: Duration = Duration::from_secs(30);
 
 fn temp_sqlite(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lockattr-table-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{}.db", unique(name)))
+    suite::scratch_dir("table").join(format!("{}.db", unique(name)))
 }
 
 async fn connect(url: &str) -> Locks {
@@ -586,9 +584,7 @@ fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
 /// hold: the lease survives, and the same handle goes on without a new `connect`.
 #[test]
 fn postgres_restarted_during_a_hold() {
-    let dir = std::env::temp_dir().join(format!("lockattr-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = suite::scratch_dir("pg");
     let _ = std::process::Command::new("chown")
         .args(["postgres:postgres", &dir.display().to_string()])
         .status();
@@ -652,9 +648,7 @@ struct PrivateMariaDb {
 
 impl PrivateMariaDb {
     fn install() -> Self {
-        let dir = std::env::temp_dir().join(format!("lockattr-my-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = suite::scratch_dir("my");
         let out = std::process::Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))

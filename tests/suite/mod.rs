@@ -11,6 +11,7 @@
 pub mod process;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -53,6 +54,29 @@ pub fn unique(name: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("{name}-{pid}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A scratch folder `lockattr-<name>-<pid>` under the system's temp folder for this test
+/// process. Test processes cannot clean up after themselves (the harness exits without
+/// running destructors of statics), so each new one first removes the folders of the
+/// same name left by processes that are gone, and the folders never pile up.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("lockattr-{name}-");
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch folder under the temp folder");
+    dir
 }
 
 /// A fresh handle: one simulated instance of a service.
