@@ -110,8 +110,11 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<usize, BoxError>> + Send + 'a;
 
     /// Gives an empty session's idle limit back to the server's default, so that the
-    /// server does not close a pooled session for idling between two uses. The default
-    /// does nothing (PostgreSQL's release statement already disables the limit).
+    /// server does not close a pooled session for idling between two uses: the release of
+    /// a session's last lease may leave the limit that lease set (saving a change on every
+    /// release and the next take). The keeper calls it a heartbeat after the session's
+    /// last use, holding the connection, when the session has no lease. The default does
+    /// nothing.
     fn relax<'a>(
         &'a self,
         conn: &'a mut Self::Conn,
@@ -400,12 +403,16 @@ impl<D: Dialect> Shared<D> {
         }
     }
 
+    /// Tries to take the key on `session`: its fencing token and whether the lease is on
+    /// the books (`false`: the session died meanwhile) if granted. A granted lease is
+    /// recorded before the connection is let go, so that every idle limit computed while
+    /// holding the connection counts it.
     async fn try_on(
         self: &Arc<Self>,
         session: &Arc<Session<D>>,
         req: &Acquire<'_>,
         lock_key: &D::Key,
-    ) -> Result<Option<u64>, BoxError> {
+    ) -> Result<Option<(u64, bool)>, BoxError> {
         let _busy = Busy::new(session);
         let mut conn = session.conn.lock().await;
         let conn = conn.as_mut().ok_or_else(dead_session)?;
@@ -418,7 +425,10 @@ impl<D: Dialect> Shared<D> {
         let flight = InFlight::new(self, session, Repair::Unlock(req.key, lock_key));
         let got = self.dialect.try_lock(conn, lock_key, idle).await;
         flight.land();
-        got
+        Ok(got?.map(|fence| {
+            let recorded = self.record(session, req.key, *req.owner, lock_key.clone(), req.ttl);
+            (fence, recorded)
+        }))
     }
 
     async fn try_acquire(self: &Arc<Self>, req: Acquire<'_>) -> BackendResult<Option<Granted>> {
@@ -445,10 +455,9 @@ impl<D: Dialect> Shared<D> {
                     self.touch(&session);
                     return Ok(None);
                 }
-                Ok(Some(fence)) => {
+                Ok(Some((fence, recorded))) => {
                     // Recorded before the pending entry goes, so that the key never looks
                     // free here while the server has it.
-                    let recorded = self.record(&session, req.key, owner, lock_key.clone(), req.ttl);
                     drop(pending);
                     return match recorded {
                         true => Ok(Some(Granted { fence })),
@@ -539,7 +548,7 @@ impl<D: Dialect> Shared<D> {
     }
 
     /// Takes a live lease of `owner` out of the books: the session that holds it.
-    fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<TakenLease<D>> {
+    fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<(Arc<Session<D>>, D::Key)> {
         let mut state = self.state();
         let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
             return None;
@@ -554,16 +563,23 @@ impl<D: Dialect> Shared<D> {
             return None;
         }
         let lease = hosted.leases.remove(key)?;
-        let idle = Self::idle_limit(&hosted.leases, None, now);
         let session = hosted.session.clone();
         // Until the server has it back, no other take of this backend may reach it (the
         // same session would grant it again, re-entrantly).
         state.index.insert(key.to_owned(), Entry::Pending(*owner));
-        Some((session, lease.lock_key, idle))
+        Some((session, lease.lock_key))
+    }
+
+    /// The idle limit of a session's leases as they are now; called while holding the
+    /// session's connection, so that no statement changes the books in between.
+    fn current_idle_limit(&self, session: &Session<D>) -> Option<Duration> {
+        let state = self.state();
+        let hosted = state.sessions.get(&session.id)?;
+        Self::idle_limit(&hosted.leases, None, Instant::now())
     }
 
     async fn release(self: &Arc<Self>, key: &str, owner: &OwnerToken) -> BackendResult<bool> {
-        let Some((session, lock_key, idle)) = self.take_lease(key, owner) else {
+        let Some((session, lock_key)) = self.take_lease(key, owner) else {
             return Ok(false);
         };
         let _pending = PendingEntry {
@@ -580,6 +596,7 @@ impl<D: Dialect> Shared<D> {
             flight.land();
             return Ok(false);
         };
+        let idle = self.current_idle_limit(&session);
         let released = self
             .dialect
             .unlock(conn, std::slice::from_ref(&lock_key), idle)
@@ -616,7 +633,7 @@ impl<D: Dialect> Shared<D> {
         owner: &OwnerToken,
         ttl: Duration,
     ) -> BackendResult<bool> {
-        let (session, idle) = {
+        let session = {
             let mut state = self.state();
             let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
                 return Ok(false);
@@ -631,16 +648,14 @@ impl<D: Dialect> Shared<D> {
                 }
                 _ => return Ok(false),
             }
-            (
-                hosted.session.clone(),
-                Self::idle_limit(&hosted.leases, None, now),
-            )
+            hosted.session.clone()
         };
         let _busy = Busy::new(&session);
         let mut conn = session.conn.lock().await;
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
         };
+        let idle = self.current_idle_limit(&session);
         // An abandoned heartbeat changes nothing; the driver skips its answer later.
         let flight = InFlight::new(self, &session, Repair::Nothing);
         let pinged = self.dialect.ping(conn, idle).await;
@@ -696,10 +711,6 @@ impl<D: Dialect> Drop for Connecting<'_, D> {
         }
     }
 }
-
-/// A lease taken out of the books for its release: its session, the server's lock, and
-/// the session's idle limit once it is gone.
-type TakenLease<D> = (Arc<Session<D>>, <D as Dialect>::Key, Option<Duration>);
 
 /// Counts a statement waiting for or running on a session (for [`Shared::pick`]).
 struct Busy<'a>(&'a AtomicUsize);
@@ -911,6 +922,14 @@ async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
 /// Relaxes the idle limit of a session that has held nothing for a heartbeat, unless it
 /// is in use.
 async fn relax<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
+    // Looked at while holding the connection: a lease is recorded before its take lets go
+    // of the connection, so none can appear between this check and the statement.
+    let Ok(mut conn) = session.conn.try_lock() else {
+        return;
+    };
+    let Some(conn) = conn.as_mut() else {
+        return;
+    };
     let due = {
         let state = shared.state();
         state.sessions.get(&session.id).is_some_and(|h| {
@@ -920,12 +939,6 @@ async fn relax<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
     if !due {
         return;
     }
-    let Ok(mut conn) = session.conn.try_lock() else {
-        return;
-    };
-    let Some(conn) = conn.as_mut() else {
-        return;
-    };
     let result = shared.dialect.relax(conn).await;
     let mut state = shared.state();
     match result {
