@@ -40,7 +40,7 @@
 //! unlock, while the key stays blocked for this backend. A wait in the server's queue
 //! runs on a session of its own, which is simply closed when abandoned.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -51,6 +51,11 @@ use tokio::sync::{watch, Notify};
 use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::BoxError;
 use crate::token::OwnerToken;
+
+/// The maps of the books: keyed by stored keys and session ids, looked up several times per
+/// take and release. foldhash is seeded at random per process, like std's SipHash, at a
+/// fraction of its cost on short keys.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// The most sessions that host held locks in steady state.
 pub(crate) const MAX_HOSTING: usize = 8;
@@ -281,7 +286,7 @@ impl<D: Dialect> Shared<D> {
                 id,
                 Hosted {
                     session: session.clone(),
-                    leases: HashMap::new(),
+                    leases: HashMap::default(),
                     reserved,
                     last_used: Instant::now(),
                     keeper_wake: None,
@@ -383,13 +388,17 @@ impl<D: Dialect> Shared<D> {
         hosted.relaxed = false;
         // Wake the keeper only if it would otherwise look too late.
         let wake_keeper = hosted.keeper_wake.is_none_or(|wake| expires < wake);
-        state.index.insert(
-            key.to_owned(),
-            Entry::Held {
-                owner,
-                session: session.id,
-            },
-        );
+        let held = Entry::Held {
+            owner,
+            session: session.id,
+        };
+        // The take's pending entry is there (it blocks every other take of the key).
+        match state.index.get_mut(key) {
+            Some(entry) => *entry = held,
+            None => {
+                state.index.insert(key.to_owned(), held);
+            }
+        }
         drop(state);
         if wake_keeper {
             session.changed.notify_one();
@@ -550,7 +559,9 @@ impl<D: Dialect> Shared<D> {
     /// Takes a live lease of `owner` out of the books: the session that holds it.
     fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<(Arc<Session<D>>, D::Key)> {
         let mut state = self.state();
-        let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
+        let state = &mut *state;
+        let entry = state.index.get_mut(key)?;
+        let Entry::Held { owner: o, session } = *entry else {
             return None;
         };
         if o != *owner {
@@ -558,16 +569,16 @@ impl<D: Dialect> Shared<D> {
         }
         let now = Instant::now();
         let hosted = state.sessions.get_mut(&session)?;
-        if hosted.leases.get(key).is_none_or(|l| l.expires <= now) {
+        let lease = hosted.leases.remove(key)?;
+        if lease.expires <= now {
             // Expired: the keeper unlocks it.
+            hosted.leases.insert(key.to_owned(), lease);
             return None;
         }
-        let lease = hosted.leases.remove(key)?;
-        let session = hosted.session.clone();
         // Until the server has it back, no other take of this backend may reach it (the
         // same session would grant it again, re-entrantly).
-        state.index.insert(key.to_owned(), Entry::Pending(*owner));
-        Some((session, lease.lock_key))
+        *entry = Entry::Pending(*owner);
+        Some((hosted.session.clone(), lease.lock_key))
     }
 
     /// The idle limit of a session's leases as they are now; called while holding the
@@ -1016,8 +1027,8 @@ impl<D: Dialect> SessionBackend<D> {
         let shared = Arc::new(Shared {
             dialect,
             state: Mutex::new(State {
-                sessions: HashMap::new(),
-                index: HashMap::new(),
+                sessions: HashMap::default(),
+                index: HashMap::default(),
                 connecting: 0,
             }),
             next_id: AtomicU64::new(0),
