@@ -17,9 +17,11 @@
 //!   most 8 of them hold any number of locks; a wait in the server's queue takes a session
 //!   of its own while it waits. Session locks need a real session: do not point this URL
 //!   at PgBouncer in transaction pooling mode.
-//! - **Expiry**: enforced by the server through `idle_session_timeout`, set by every
-//!   statement to the earliest deadline of the session's leases plus 0.5 s; a holder
-//!   whose process stalls loses its locks then, one that dies loses them at once.
+//! - **Expiry**: enforced by the server through `idle_session_timeout`, kept by every
+//!   statement at the time left to the earliest deadline of the session's leases plus
+//!   0.5 s (the statement sets it only when that changes: back-to-back takes of one ttl
+//!   find it set already); a holder whose process stalls loses its locks then, one that
+//!   dies loses them at once.
 //! - **Waiting**: `pg_advisory_lock` bounded by `lock_timeout`: the server hands the key to
 //!   the oldest waiter when it is released (first come, first served, and a
 //!   `pg_try_advisory_lock` never jumps ahead of a waiter).

@@ -21,9 +21,13 @@
 //! Each lease has a deadline (`ttl` after the server granted it, moved by `extend`). While
 //! the process runs, the session's keeper task unlocks a lease at its deadline. If the
 //! process stalls (or is cut off), the server ends it: every statement on a session also
-//! sets the session's idle limit (`idle_session_timeout` on PostgreSQL, `wait_timeout` on
-//! MySQL) to the time left until the earliest deadline of the leases on that session plus
-//! [`GRACE`], so a session left idle past that dies and its locks with it. Because the
+//! keeps the session's idle limit (`idle_session_timeout` on PostgreSQL, `wait_timeout` on
+//! MySQL) at the time left until the earliest deadline of the leases on that session plus
+//! [`GRACE`], so a session left idle past that dies and its locks with it. The server
+//! counts idle time from the end of the last statement, so a statement sends the limit
+//! only when it changes (the dialect remembers what it set): back-to-back takes of one ttl
+//! need none. A session whose last lease is released keeps its limit until the keeper
+//! relaxes it ([`Dialect::relax`]) a heartbeat later. Because the
 //! limit always follows the *earliest* deadline of the session, a lease is never kept by
 //! the server much past its own ttl because another lease on the same session is younger
 //! (at worst, a stall makes a later lease on the same session end early, reported as
