@@ -575,3 +575,29 @@ fn mysql_idle_pooled_sessions_stay_open() {
         again.release().await.unwrap();
     });
 }
+
+/// The release of a session's last lease leaves the limit that lease set (ttl + 0.5 s)
+/// in place; the keeper gives the server's default back a heartbeat later, so the pooled
+/// session outlives an idle pause longer than the last ttl (no reconnect at the next take).
+#[test]
+fn postgres_idle_pooled_sessions_stay_open() {
+    block_on(async {
+        let app = "lockattr-test-idle";
+        let locks = connect(&pg_url(app)).await;
+        let pids = || {
+            psql(&format!(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' ORDER BY pid"
+            ))
+        };
+        let key = unique("idle");
+        let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+        guard.release().await.unwrap();
+        let before = pids();
+        assert!(!before.is_empty());
+        // Past the limit the lease left on the session (2.5 s).
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        assert_eq!(pids(), before, "the idle pooled session was closed");
+        let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+        again.release().await.unwrap();
+    });
+}
