@@ -1,7 +1,7 @@
 //! Faults of the session-lock backends (`postgres://`, `mysql://`) on real servers: a
 //! session killed under a running body, every session of a backend killed between two
-//! acquisitions, the server-side key mapping, and how many connections 1,000 held locks
-//! use. An unreachable server fails these tests; it never skips them.
+//! acquisitions, a holder whose process stalls, the server-side key mapping, and how many
+//! connections 1,000 held locks use. An unreachable server fails these tests; it never skips them.
 //!
 //! The servers are driven from outside through their command-line clients (`psql`,
 //! `mariadb`), as an operator would, and each backend under test is told apart from the
@@ -463,6 +463,65 @@ fn mysql_abandoned_statements_are_repaired() {
     )));
 }
 
+// ---- a stalled process loses its locks to the server --------------------------------------
+
+/// The ttl of the stalled holder's leases: its idle limit (ttl + 0.5 s) is long enough for
+/// the release of a session's last lease to leave it in place, so that the takes after
+/// the first send no limit at all (the session already has the one they need).
+const STALL_TTL: Duration = Duration::from_secs(2);
+
+/// Semantic 3 for a process that stalls after back-to-back takes of one ttl: a handle on a
+/// runtime whose only thread is blocked (its keeper cannot unlock the lease, nor send a
+/// heartbeat) loses the key when the server ends its idle session; another handle then
+/// takes it.
+async fn stalled_holder_loses_the_key_to_the_server(url: &str) {
+    let key = unique("stalled");
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let (url, key) = (url.to_owned(), key.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let locks = connect(&url).await;
+                for _ in 0..3 {
+                    let guard = take(&locks, &key, STALL_TTL).await.expect("key is free");
+                    guard.release().await.unwrap();
+                }
+                let guard = take(&locks, &key, STALL_TTL).await.expect("key is free");
+                taken_tx.send(()).unwrap();
+                // The stall: the thread that would run the keeper blocks.
+                let _ = resume_rx.recv();
+                drop(guard);
+            });
+        }
+    });
+    taken_rx.await.unwrap();
+    let other = connect(url).await;
+    let taken = suite::take_eventually(&other, &key, Duration::from_secs(30)).await;
+    resume_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let taken = taken.expect("the server did not end the stalled holder's session");
+    taken.release().await.unwrap();
+}
+
+#[test]
+fn postgres_stalled_holder_loses_the_key_to_the_server() {
+    block_on(stalled_holder_loses_the_key_to_the_server(&pg_url(
+        "lockattr-test-stall",
+    )));
+}
+
+#[test]
+fn mysql_stalled_holder_loses_the_key_to_the_server() {
+    block_on(stalled_holder_loses_the_key_to_the_server(&my_url(
+        "lockattr_test_stall",
+    )));
+}
+
 // ---- messages never show the password ----------------------------------------------------
 
 /// An unreachable server is an error at `connect` (never a skipped test or a silent
@@ -512,6 +571,32 @@ fn mysql_idle_pooled_sessions_stay_open() {
         // Past the lease's wait_timeout (3 s).
         tokio::time::sleep(Duration::from_millis(4500)).await;
         assert_eq!(ids(), before, "the idle pooled session was closed");
+        let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+        again.release().await.unwrap();
+    });
+}
+
+/// The release of a session's last lease leaves the limit that lease set (ttl + 0.5 s)
+/// in place; the keeper gives the server's default back a heartbeat later, so the pooled
+/// session outlives an idle pause longer than the last ttl (no reconnect at the next take).
+#[test]
+fn postgres_idle_pooled_sessions_stay_open() {
+    block_on(async {
+        let app = "lockattr-test-idle";
+        let locks = connect(&pg_url(app)).await;
+        let pids = || {
+            psql(&format!(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' ORDER BY pid"
+            ))
+        };
+        let key = unique("idle");
+        let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+        guard.release().await.unwrap();
+        let before = pids();
+        assert!(!before.is_empty());
+        // Past the limit the lease left on the session (2.5 s).
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        assert_eq!(pids(), before, "the idle pooled session was closed");
         let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
         again.release().await.unwrap();
     });

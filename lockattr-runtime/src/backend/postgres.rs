@@ -17,9 +17,11 @@
 //!   most 8 of them hold any number of locks; a wait in the server's queue takes a session
 //!   of its own while it waits. Session locks need a real session: do not point this URL
 //!   at PgBouncer in transaction pooling mode.
-//! - **Expiry**: enforced by the server through `idle_session_timeout`, set by every
-//!   statement to the earliest deadline of the session's leases plus 0.5 s; a holder
-//!   whose process stalls loses its locks then, one that dies loses them at once.
+//! - **Expiry**: enforced by the server through `idle_session_timeout`, kept by every
+//!   statement at the time left to the earliest deadline of the session's leases plus
+//!   0.5 s (the statement sets it only when that changes: back-to-back takes of one ttl
+//!   find it set already); a holder whose process stalls loses its locks then, one that
+//!   dies loses them at once.
 //! - **Waiting**: `pg_advisory_lock` bounded by `lock_timeout`: the server hands the key to
 //!   the oldest waiter when it is released (first come, first served, and a
 //!   `pg_try_advisory_lock` never jumps ahead of a waiter).
@@ -34,10 +36,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::session::{client_url, Dialect, SessionBackend};
+use super::session::{client_url, Dialect, SessionBackend, HEARTBEAT};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
@@ -60,14 +62,76 @@ pub(crate) struct Postgres {
     options: PgConnectOptions,
 }
 
-/// `idle_session_timeout` as the text `set_config` takes: milliseconds, `0` for none.
-fn idle_ms(idle: Option<Duration>) -> String {
+/// A session and the `idle_session_timeout` it was last given.
+pub(crate) struct PgConn {
+    conn: PgConnection,
+    /// The session's `idle_session_timeout` in milliseconds as last set (`0`: none), or
+    /// `None` when unknown: a new session (the server's default may be anything), or one
+    /// whose statement setting it was abandoned or failed.
+    idle_ms: Option<i32>,
+}
+
+/// An empty session keeps a limit set by its last lease, instead of a statement clearing
+/// it, if the limit is at least this long: the keeper gives the session the server's
+/// default ([`Dialect::relax`]) a heartbeat after its last use, well before the server
+/// would end it for idling.
+const KEEP_WHEN_EMPTY_MS: i32 = 4 * HEARTBEAT.as_millis() as i32;
+
+/// `idle_session_timeout` in milliseconds, as `set_config` takes it: `0` for none.
+fn idle_ms(idle: Option<Duration>) -> i32 {
     match idle {
-        None => "0".to_owned(),
+        None => 0,
         Some(d) => {
             let ms = d.as_micros().div_ceil(1000).max(1);
-            ms.min(i32::MAX as u128).to_string()
+            ms.min(i32::MAX as u128) as i32
         }
+    }
+}
+
+/// Whether a statement must set the session's limit to `wanted` (milliseconds, `0`: none)
+/// when the session has `current` (`None`: unknown).
+///
+/// The server ends a session idle for longer than its limit, counted from the end of the
+/// last statement, so a limit that is already the wanted number of milliseconds needs no
+/// setting: that is the case of back-to-back takes and releases of one key (the take
+/// wants `ttl` + grace, the release of the session's last lease leaves it). Any other
+/// change is sent, in the statement itself: a limit is never left longer than wanted (the
+/// stall guarantee), nor shorter than wanted while the session holds leases (a live
+/// holder's session could then be ended between two heartbeats). The one exception is a
+/// session left without leases, which holds nothing a stall could keep: it keeps a limit
+/// of at least [`KEEP_WHEN_EMPTY_MS`] until its keeper relaxes it.
+fn must_set(current: Option<i32>, wanted: i32) -> bool {
+    match current {
+        None => true,
+        Some(current) if current == wanted => false,
+        Some(current) if wanted == 0 => current < KEEP_WHEN_EMPTY_MS,
+        Some(_) => true,
+    }
+}
+
+impl PgConn {
+    /// Runs `plain`, or `setting` (the same statement that also sets the idle limit, to
+    /// its last parameter) when the session's limit is not `idle` already. The limit is
+    /// recorded as unknown while a setting statement is on its way, so that one abandoned
+    /// half-way (or failed) is followed by a setting one.
+    async fn fetch_one<'q>(
+        &mut self,
+        plain: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        setting: impl FnOnce(i32) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        idle: Option<Duration>,
+    ) -> Result<PgRow, BoxError> {
+        let wanted = idle_ms(idle);
+        if !must_set(self.idle_ms, wanted) {
+            return plain.fetch_one(&mut self.conn).await.map_err(boxed);
+        }
+        drop(plain);
+        self.idle_ms = None;
+        let row = setting(wanted)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(boxed)?;
+        self.idle_ms = Some(wanted);
+        Ok(row)
     }
 }
 
@@ -75,8 +139,22 @@ fn boxed(e: sqlx::Error) -> BoxError {
     Box::new(e)
 }
 
+const TRY_LOCK: &str =
+    "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END";
+const TRY_LOCK_SETTING: &str =
+    "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END, \
+     set_config('idle_session_timeout', $2::text, false)";
+const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
+const UNLOCK_SETTING: &str =
+    "SELECT pg_advisory_unlock($1), set_config('idle_session_timeout', $2::text, false)";
+const UNLOCK_MANY: &str =
+    "SELECT (SELECT count(*) FROM unnest($1::int8[]) AS u(k) WHERE pg_advisory_unlock(u.k))";
+const UNLOCK_MANY_SETTING: &str =
+    "SELECT (SELECT count(*) FROM unnest($1::int8[]) AS u(k) WHERE pg_advisory_unlock(u.k)), \
+            set_config('idle_session_timeout', $2::text, false)";
+
 impl Dialect for Postgres {
-    type Conn = PgConnection;
+    type Conn = PgConn;
     type Key = i64;
 
     const KIND: &'static str = "postgres";
@@ -85,54 +163,62 @@ impl Dialect for Postgres {
         advisory_key(stored)
     }
 
-    async fn connect(&self) -> Result<PgConnection, BoxError> {
-        PgConnection::connect_with(&self.options)
+    async fn connect(&self) -> Result<PgConn, BoxError> {
+        let conn = PgConnection::connect_with(&self.options)
             .await
-            .map_err(boxed)
+            .map_err(boxed)?;
+        Ok(PgConn {
+            conn,
+            idle_ms: None,
+        })
     }
 
     async fn try_lock(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut PgConn,
         key: &i64,
         idle: Option<Duration>,
     ) -> Result<Option<u64>, BoxError> {
-        let row = sqlx::query(
-            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END, \
-             set_config('idle_session_timeout', $2, false)",
-        )
-        .bind(*key)
-        .bind(idle_ms(idle))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(boxed)?;
+        let key = *key;
+        let row = conn
+            .fetch_one(
+                sqlx::query(TRY_LOCK).bind(key),
+                |ms| sqlx::query(TRY_LOCK_SETTING).bind(key).bind(ms),
+                idle,
+            )
+            .await?;
         let fence: Option<i64> = row.try_get(0).map_err(boxed)?;
         Ok(fence.map(|f| f as u64))
     }
 
     async fn lock_wait(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut PgConn,
         key: &i64,
         wait: Duration,
         idle: Option<Duration>,
     ) -> Result<Option<u64>, BoxError> {
-        let wait_ms = wait.as_millis().clamp(1, i32::MAX as u128).to_string();
+        let wait_ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let wanted = idle_ms(idle);
+        // Unknown until the answer: a timeout rolls the settings back.
+        conn.idle_ms = None;
         // `lock_timeout` is set before the wait (the CTEs run in order), the fence is
         // taken after the grant; an error (the timeout) rolls the settings back.
         let got = sqlx::query(
-            "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $2, false)), \
+            "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $2::text, false)), \
                   l AS MATERIALIZED (SELECT pg_advisory_lock($1) FROM t) \
-             SELECT nextval('lockattr_fence'), set_config('idle_session_timeout', $3, false), \
+             SELECT nextval('lockattr_fence'), \
+                    set_config('idle_session_timeout', $3::text, false), \
                     set_config('lock_timeout', '0', false) FROM l",
         )
         .bind(*key)
         .bind(wait_ms)
-        .bind(idle_ms(idle))
-        .fetch_one(&mut *conn)
+        .bind(wanted)
+        .fetch_one(&mut conn.conn)
         .await;
         match got {
             Ok(row) => {
+                conn.idle_ms = Some(wanted);
                 let fence: i64 = row.try_get(0).map_err(boxed)?;
                 Ok(Some(fence as u64))
             }
@@ -143,41 +229,55 @@ impl Dialect for Postgres {
 
     async fn unlock(
         &self,
-        conn: &mut PgConnection,
+        conn: &mut PgConn,
         keys: &[i64],
         idle: Option<Duration>,
     ) -> Result<usize, BoxError> {
         if let [key] = keys {
-            let row = sqlx::query(
-                "SELECT pg_advisory_unlock($1), set_config('idle_session_timeout', $2, false)",
-            )
-            .bind(*key)
-            .bind(idle_ms(idle))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(boxed)?;
+            let key = *key;
+            let row = conn
+                .fetch_one(
+                    sqlx::query(UNLOCK).bind(key),
+                    |ms| sqlx::query(UNLOCK_SETTING).bind(key).bind(ms),
+                    idle,
+                )
+                .await?;
             let released: bool = row.try_get(0).map_err(boxed)?;
             return Ok(usize::from(released));
         }
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM unnest($1::int8[]) AS u(k) WHERE pg_advisory_unlock(u.k)), \
-                    set_config('idle_session_timeout', $2, false)",
-        )
-        .bind(keys)
-        .bind(idle_ms(idle))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(boxed)?;
+        let row = conn
+            .fetch_one(
+                sqlx::query(UNLOCK_MANY).bind(keys),
+                |ms| sqlx::query(UNLOCK_MANY_SETTING).bind(keys).bind(ms),
+                idle,
+            )
+            .await?;
         let released: i64 = row.try_get(0).map_err(boxed)?;
         Ok(released as usize)
     }
 
-    async fn ping(&self, conn: &mut PgConnection, idle: Option<Duration>) -> Result<(), BoxError> {
-        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
-            .bind(idle_ms(idle))
-            .execute(&mut *conn)
+    async fn relax(&self, conn: &mut PgConn) -> Result<(), BoxError> {
+        if conn.idle_ms == Some(0) {
+            return Ok(());
+        }
+        conn.idle_ms = None;
+        sqlx::query("SELECT set_config('idle_session_timeout', '0', false)")
+            .execute(&mut conn.conn)
             .await
             .map_err(boxed)?;
+        conn.idle_ms = Some(0);
+        Ok(())
+    }
+
+    async fn ping(&self, conn: &mut PgConn, idle: Option<Duration>) -> Result<(), BoxError> {
+        let wanted = idle_ms(idle);
+        conn.idle_ms = None;
+        sqlx::query("SELECT set_config('idle_session_timeout', $1::text, false)")
+            .bind(wanted)
+            .execute(&mut conn.conn)
+            .await
+            .map_err(boxed)?;
+        conn.idle_ms = Some(wanted);
         Ok(())
     }
 }
@@ -221,7 +321,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
     let dialect = Postgres { options };
     let mut first = dialect.connect().await.map_err(failed)?;
     let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-        .fetch_one(&mut first)
+        .fetch_one(&mut first.conn)
         .await
         .map_err(|e| failed(boxed(e)))?;
     if version < 140_000 {
@@ -233,7 +333,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
             .into(),
         ));
     }
-    ensure_sequence(&mut first)
+    ensure_sequence(&mut first.conn)
         .await
         .map_err(|e| failed(boxed(e)))?;
     Ok(SessionBackend::new(dialect, first, usize::MAX))
@@ -261,12 +361,27 @@ mod tests {
 
     #[test]
     fn idle_limits_are_whole_milliseconds() {
-        assert_eq!(idle_ms(None), "0");
-        assert_eq!(idle_ms(Some(Duration::from_micros(10))), "1");
-        assert_eq!(idle_ms(Some(Duration::from_millis(2500))), "2500");
-        assert_eq!(
-            idle_ms(Some(Duration::from_secs(86_400 * 40))),
-            i32::MAX.to_string()
-        );
+        assert_eq!(idle_ms(None), 0);
+        assert_eq!(idle_ms(Some(Duration::from_micros(10))), 1);
+        assert_eq!(idle_ms(Some(Duration::from_millis(2500))), 2500);
+        assert_eq!(idle_ms(Some(Duration::from_secs(86_400 * 40))), i32::MAX);
+    }
+
+    #[test]
+    fn the_idle_limit_is_sent_only_when_it_changes() {
+        // Unknown: always sent.
+        assert!(must_set(None, 30_500));
+        assert!(must_set(None, 0));
+        // Back-to-back takes of one ttl: the take finds what the last take set.
+        assert!(!must_set(Some(30_500), 30_500));
+        assert!(!must_set(Some(0), 0));
+        // Never left longer than wanted, nor shorter while leases are held.
+        assert!(must_set(Some(30_500), 30_499));
+        assert!(must_set(Some(1_000), 30_500));
+        assert!(must_set(Some(0), 30_500));
+        // An empty session keeps a long limit until its keeper relaxes it, not a short one.
+        assert!(!must_set(Some(30_500), 0));
+        assert!(!must_set(Some(KEEP_WHEN_EMPTY_MS), 0));
+        assert!(must_set(Some(KEEP_WHEN_EMPTY_MS - 1), 0));
     }
 }

@@ -21,9 +21,13 @@
 //! Each lease has a deadline (`ttl` after the server granted it, moved by `extend`). While
 //! the process runs, the session's keeper task unlocks a lease at its deadline. If the
 //! process stalls (or is cut off), the server ends it: every statement on a session also
-//! sets the session's idle limit (`idle_session_timeout` on PostgreSQL, `wait_timeout` on
-//! MySQL) to the time left until the earliest deadline of the leases on that session plus
-//! [`GRACE`], so a session left idle past that dies and its locks with it. Because the
+//! keeps the session's idle limit (`idle_session_timeout` on PostgreSQL, `wait_timeout` on
+//! MySQL) at the time left until the earliest deadline of the leases on that session plus
+//! [`GRACE`], so a session left idle past that dies and its locks with it. The server
+//! counts idle time from the end of the last statement, so a statement sends the limit
+//! only when it changes (the dialect remembers what it set): back-to-back takes of one ttl
+//! need none. A session whose last lease is released keeps its limit until the keeper
+//! relaxes it ([`Dialect::relax`]) a heartbeat later. Because the
 //! limit always follows the *earliest* deadline of the session, a lease is never kept by
 //! the server much past its own ttl because another lease on the same session is younger
 //! (at worst, a stall makes a later lease on the same session end early, reported as
@@ -40,7 +44,7 @@
 //! unlock, while the key stays blocked for this backend. A wait in the server's queue
 //! runs on a session of its own, which is simply closed when abandoned.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -51,6 +55,11 @@ use tokio::sync::{watch, Notify};
 use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::BoxError;
 use crate::token::OwnerToken;
+
+/// The maps of the books: keyed by stored keys and session ids, looked up several times per
+/// take and release. foldhash is seeded at random per process, like std's SipHash, at a
+/// fraction of its cost on short keys.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// The most sessions that host held locks in steady state.
 pub(crate) const MAX_HOSTING: usize = 8;
@@ -110,8 +119,11 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<usize, BoxError>> + Send + 'a;
 
     /// Gives an empty session's idle limit back to the server's default, so that the
-    /// server does not close a pooled session for idling between two uses. The default
-    /// does nothing (PostgreSQL's release statement already disables the limit).
+    /// server does not close a pooled session for idling between two uses: the release of
+    /// a session's last lease may leave the limit that lease set (saving a change on every
+    /// release and the next take). The keeper calls it a heartbeat after the session's
+    /// last use, holding the connection, when the session has no lease. The default does
+    /// nothing.
     fn relax<'a>(
         &'a self,
         conn: &'a mut Self::Conn,
@@ -278,7 +290,7 @@ impl<D: Dialect> Shared<D> {
                 id,
                 Hosted {
                     session: session.clone(),
-                    leases: HashMap::new(),
+                    leases: HashMap::default(),
                     reserved,
                     last_used: Instant::now(),
                     keeper_wake: None,
@@ -380,13 +392,17 @@ impl<D: Dialect> Shared<D> {
         hosted.relaxed = false;
         // Wake the keeper only if it would otherwise look too late.
         let wake_keeper = hosted.keeper_wake.is_none_or(|wake| expires < wake);
-        state.index.insert(
-            key.to_owned(),
-            Entry::Held {
-                owner,
-                session: session.id,
-            },
-        );
+        let held = Entry::Held {
+            owner,
+            session: session.id,
+        };
+        // The take's pending entry is there (it blocks every other take of the key).
+        match state.index.get_mut(key) {
+            Some(entry) => *entry = held,
+            None => {
+                state.index.insert(key.to_owned(), held);
+            }
+        }
         drop(state);
         if wake_keeper {
             session.changed.notify_one();
@@ -400,12 +416,16 @@ impl<D: Dialect> Shared<D> {
         }
     }
 
+    /// Tries to take the key on `session`: its fencing token and whether the lease is on
+    /// the books (`false`: the session died meanwhile) if granted. A granted lease is
+    /// recorded before the connection is let go, so that every idle limit computed while
+    /// holding the connection counts it.
     async fn try_on(
         self: &Arc<Self>,
         session: &Arc<Session<D>>,
         req: &Acquire<'_>,
         lock_key: &D::Key,
-    ) -> Result<Option<u64>, BoxError> {
+    ) -> Result<Option<(u64, bool)>, BoxError> {
         let _busy = Busy::new(session);
         let mut conn = session.conn.lock().await;
         let conn = conn.as_mut().ok_or_else(dead_session)?;
@@ -418,7 +438,10 @@ impl<D: Dialect> Shared<D> {
         let flight = InFlight::new(self, session, Repair::Unlock(req.key, lock_key));
         let got = self.dialect.try_lock(conn, lock_key, idle).await;
         flight.land();
-        got
+        Ok(got?.map(|fence| {
+            let recorded = self.record(session, req.key, *req.owner, lock_key.clone(), req.ttl);
+            (fence, recorded)
+        }))
     }
 
     async fn try_acquire(self: &Arc<Self>, req: Acquire<'_>) -> BackendResult<Option<Granted>> {
@@ -445,10 +468,9 @@ impl<D: Dialect> Shared<D> {
                     self.touch(&session);
                     return Ok(None);
                 }
-                Ok(Some(fence)) => {
+                Ok(Some((fence, recorded))) => {
                     // Recorded before the pending entry goes, so that the key never looks
                     // free here while the server has it.
-                    let recorded = self.record(&session, req.key, owner, lock_key.clone(), req.ttl);
                     drop(pending);
                     return match recorded {
                         true => Ok(Some(Granted { fence })),
@@ -539,9 +561,11 @@ impl<D: Dialect> Shared<D> {
     }
 
     /// Takes a live lease of `owner` out of the books: the session that holds it.
-    fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<TakenLease<D>> {
+    fn take_lease(&self, key: &str, owner: &OwnerToken) -> Option<(Arc<Session<D>>, D::Key)> {
         let mut state = self.state();
-        let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
+        let state = &mut *state;
+        let entry = state.index.get_mut(key)?;
+        let Entry::Held { owner: o, session } = *entry else {
             return None;
         };
         if o != *owner {
@@ -549,21 +573,28 @@ impl<D: Dialect> Shared<D> {
         }
         let now = Instant::now();
         let hosted = state.sessions.get_mut(&session)?;
-        if hosted.leases.get(key).is_none_or(|l| l.expires <= now) {
+        let lease = hosted.leases.remove(key)?;
+        if lease.expires <= now {
             // Expired: the keeper unlocks it.
+            hosted.leases.insert(key.to_owned(), lease);
             return None;
         }
-        let lease = hosted.leases.remove(key)?;
-        let idle = Self::idle_limit(&hosted.leases, None, now);
-        let session = hosted.session.clone();
         // Until the server has it back, no other take of this backend may reach it (the
         // same session would grant it again, re-entrantly).
-        state.index.insert(key.to_owned(), Entry::Pending(*owner));
-        Some((session, lease.lock_key, idle))
+        *entry = Entry::Pending(*owner);
+        Some((hosted.session.clone(), lease.lock_key))
+    }
+
+    /// The idle limit of a session's leases as they are now; called while holding the
+    /// session's connection, so that no statement changes the books in between.
+    fn current_idle_limit(&self, session: &Session<D>) -> Option<Duration> {
+        let state = self.state();
+        let hosted = state.sessions.get(&session.id)?;
+        Self::idle_limit(&hosted.leases, None, Instant::now())
     }
 
     async fn release(self: &Arc<Self>, key: &str, owner: &OwnerToken) -> BackendResult<bool> {
-        let Some((session, lock_key, idle)) = self.take_lease(key, owner) else {
+        let Some((session, lock_key)) = self.take_lease(key, owner) else {
             return Ok(false);
         };
         let _pending = PendingEntry {
@@ -580,6 +611,7 @@ impl<D: Dialect> Shared<D> {
             flight.land();
             return Ok(false);
         };
+        let idle = self.current_idle_limit(&session);
         let released = self
             .dialect
             .unlock(conn, std::slice::from_ref(&lock_key), idle)
@@ -616,7 +648,7 @@ impl<D: Dialect> Shared<D> {
         owner: &OwnerToken,
         ttl: Duration,
     ) -> BackendResult<bool> {
-        let (session, idle) = {
+        let session = {
             let mut state = self.state();
             let Some(Entry::Held { owner: o, session }) = state.index.get(key).copied() else {
                 return Ok(false);
@@ -631,16 +663,14 @@ impl<D: Dialect> Shared<D> {
                 }
                 _ => return Ok(false),
             }
-            (
-                hosted.session.clone(),
-                Self::idle_limit(&hosted.leases, None, now),
-            )
+            hosted.session.clone()
         };
         let _busy = Busy::new(&session);
         let mut conn = session.conn.lock().await;
         let Some(conn) = conn.as_mut() else {
             return Ok(false);
         };
+        let idle = self.current_idle_limit(&session);
         // An abandoned heartbeat changes nothing; the driver skips its answer later.
         let flight = InFlight::new(self, &session, Repair::Nothing);
         let pinged = self.dialect.ping(conn, idle).await;
@@ -696,10 +726,6 @@ impl<D: Dialect> Drop for Connecting<'_, D> {
         }
     }
 }
-
-/// A lease taken out of the books for its release: its session, the server's lock, and
-/// the session's idle limit once it is gone.
-type TakenLease<D> = (Arc<Session<D>>, <D as Dialect>::Key, Option<Duration>);
 
 /// Counts a statement waiting for or running on a session (for [`Shared::pick`]).
 struct Busy<'a>(&'a AtomicUsize);
@@ -911,6 +937,14 @@ async fn keeper<D: Dialect>(shared: Weak<Shared<D>>, session: Arc<Session<D>>) {
 /// Relaxes the idle limit of a session that has held nothing for a heartbeat, unless it
 /// is in use.
 async fn relax<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
+    // Looked at while holding the connection: a lease is recorded before its take lets go
+    // of the connection, so none can appear between this check and the statement.
+    let Ok(mut conn) = session.conn.try_lock() else {
+        return;
+    };
+    let Some(conn) = conn.as_mut() else {
+        return;
+    };
     let due = {
         let state = shared.state();
         state.sessions.get(&session.id).is_some_and(|h| {
@@ -920,12 +954,6 @@ async fn relax<D: Dialect>(shared: &Arc<Shared<D>>, session: &Arc<Session<D>>) {
     if !due {
         return;
     }
-    let Ok(mut conn) = session.conn.try_lock() else {
-        return;
-    };
-    let Some(conn) = conn.as_mut() else {
-        return;
-    };
     let result = shared.dialect.relax(conn).await;
     let mut state = shared.state();
     match result {
@@ -1003,8 +1031,8 @@ impl<D: Dialect> SessionBackend<D> {
         let shared = Arc::new(Shared {
             dialect,
             state: Mutex::new(State {
-                sessions: HashMap::new(),
-                index: HashMap::new(),
+                sessions: HashMap::default(),
+                index: HashMap::default(),
                 connecting: 0,
             }),
             next_id: AtomicU64::new(0),
