@@ -330,6 +330,61 @@ fn postgres_key_mapping_is_stable() {
     });
 }
 
+/// PostgreSQL's fencing tokens come in blocks per backend: a handle taking one key again
+/// and again counts up within its block, and as soon as another handle has taken a later
+/// block (for any key), the next take, on any key, moves past it. A wait in the server's
+/// queue keeps the order too.
+#[test]
+fn postgres_fencing_blocks_keep_tokens_growing_across_handles() {
+    block_on(async {
+        let ttl = Duration::from_secs(30);
+        let (a, b) = (connect(PG).await, connect(PG).await);
+        let (k1, k2) = (unique("fence-block-1"), unique("fence-block-2"));
+        let mut last = 0;
+        let next = |locks: &Locks, key: &str| {
+            let (locks, key) = (locks.clone(), key.to_owned());
+            async move {
+                let guard = take(&locks, &key, ttl).await.expect("free");
+                let token = guard.token();
+                guard.release().await.unwrap();
+                token
+            }
+        };
+        for _ in 0..3 {
+            let t = next(&a, &k1).await;
+            assert!(t > last, "{t} after {last}");
+            last = t;
+        }
+        // `b` takes a later block on another key; `a`'s next take must pass it.
+        let on_other_key = next(&b, &k2).await;
+        assert!(on_other_key > last);
+        let t = next(&a, &k1).await;
+        assert!(
+            t > on_other_key,
+            "{t} after {on_other_key} from a later block"
+        );
+        last = t;
+        // Handles taking turns on one key.
+        for i in 0..6 {
+            let t = next(if i % 2 == 0 { &b } else { &a }, &k1).await;
+            assert!(t > last, "{t} after {last}");
+            last = t;
+        }
+        // A waiter granted in the server's queue.
+        let held = take(&a, &k1, ttl).await.unwrap();
+        let held_token = held.token();
+        let waiter = {
+            let (b, k1) = (b.clone(), k1.clone());
+            tokio::spawn(async move { b.lock(k1).ttl(ttl).acquire(Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held.release().await.unwrap();
+        let granted = waiter.await.unwrap().unwrap();
+        assert!(granted.token() > held_token);
+        granted.release().await.unwrap();
+    });
+}
+
 /// MariaDB shows the stored key itself as the lock name.
 #[test]
 fn mysql_lock_names_are_the_stored_keys() {

@@ -80,18 +80,26 @@ async fn lockattr_round(locks: &Locks, key: &str) -> f64 {
 
 async fn pg_raw_round(conn: &mut PgConnection, key: i64, with_fence: bool) -> f64 {
     let started = Instant::now();
+    let mut block = -1i64;
     for _ in 0..PAIRS {
         if with_fence {
             // What lockattr sends for back-to-back takes of one ttl, whose session already
             // has the idle limit each take needs (not set here: the connection is shared
-            // with the plain pair, which must stay the bare two statements).
-            let _: (Option<i64>,) = sqlx::query_as(
-                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END",
+            // with the plain pair, which must stay the bare two statements): the take,
+            // then the check that this caller's fencing block is still the latest.
+            let (answer,): (Option<i64>,) = sqlx::query_as(
+                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN \
+                 CASE WHEN pg_sequence_last_value('lockattr_fence') = $2 THEN 0 \
+                 ELSE nextval('lockattr_fence') END END",
             )
             .bind(key)
+            .bind(block)
             .fetch_one(&mut *conn)
             .await
             .unwrap();
+            if let Some(new) = answer.filter(|&a| a > 0) {
+                block = new;
+            }
             let _: (bool,) = sqlx::query_as("SELECT pg_advisory_unlock($1)")
                 .bind(key)
                 .fetch_one(&mut *conn)

@@ -25,10 +25,18 @@
 //! - **Waiting**: `pg_advisory_lock` bounded by `lock_timeout`: the server hands the key to
 //!   the oldest waiter when it is released (first come, first served, and a
 //!   `pg_try_advisory_lock` never jumps ahead of a waiter).
-//! - **Fencing tokens**: `nextval('lockattr_fence')`, one sequence for all keys, taken in
-//!   the statement that takes the lock. A sequence never goes back, even across a server
-//!   crash, so tokens grow per key. It is created on first use; to manage the schema
-//!   yourself: `CREATE SEQUENCE IF NOT EXISTS lockattr_fence;` (plain, `CACHE 1`).
+//! - **Fencing tokens**: from one sequence for all keys, `lockattr_fence`, in blocks. Each
+//!   backend owns a block, a number it took with `nextval`, and hands out the tokens
+//!   `block × 2²⁰ + n` (n = 0, 1, 2, …). The statement that takes a lock checks, right
+//!   after the lock is granted, that the sequence's last value is still this backend's
+//!   block (`pg_sequence_last_value`, a read with no WAL): then nobody has taken a later
+//!   block, so the next token of this block is greater than every token any backend gave
+//!   before, for any key. Otherwise the same statement takes a new block with `nextval`.
+//!   So a single busy process pays for a durable `nextval` once per 2²⁰ locks, and
+//!   processes taking turns pay it once per take, as before. A sequence never goes back,
+//!   even across a server crash, so tokens grow per key. It is created on first use; to
+//!   manage the schema yourself: `CREATE SEQUENCE IF NOT EXISTS lockattr_fence;` (plain,
+//!   `CACHE 1`: a cached sequence hands out numbers out of order between sessions).
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 
@@ -60,6 +68,71 @@ pub fn advisory_key(stored: &str) -> i64 {
 /// Statements of the PostgreSQL backend.
 pub(crate) struct Postgres {
     options: PgConnectOptions,
+    fences: std::sync::Mutex<Fences>,
+}
+
+/// A fencing token is `block << BLOCK_BITS | n`.
+const BLOCK_BITS: u32 = 20;
+
+/// The fencing block this backend owns (`0`: none yet) and the next `n` in it.
+#[derive(Default)]
+struct Fences {
+    block: i64,
+    next: u64,
+}
+
+impl Postgres {
+    fn fences(&self) -> std::sync::MutexGuard<'_, Fences> {
+        // Two plain numbers, updated together: a poisoned lock still holds a valid pair.
+        self.fences.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The block a take presents to the server: the one owned, or `-1` (no sequence
+    /// value) when it is used up, so that the statement takes a new one.
+    fn presented_block(&self) -> i64 {
+        let fences = self.fences();
+        if fences.next >> BLOCK_BITS == 0 {
+            fences.block
+        } else {
+            -1
+        }
+    }
+
+    /// The token of a granted take whose statement answered `answer`: `0` if the
+    /// presented block was still the sequence's latest, or else the new block it took.
+    /// `None` if the owned block is used up (another take used its last token since).
+    ///
+    /// A block owned now is at least the presented one, and every block of this backend
+    /// was taken after the check of any answer that reaches here with a smaller one, so
+    /// the newest block is always safe to use.
+    fn token(&self, answer: i64) -> Option<u64> {
+        let mut fences = self.fences();
+        if answer > fences.block {
+            fences.block = answer;
+            fences.next = 0;
+        }
+        if fences.next >> BLOCK_BITS != 0 {
+            return None;
+        }
+        let token = (fences.block as u64) << BLOCK_BITS | fences.next;
+        fences.next += 1;
+        Some(token)
+    }
+
+    /// The token of a granted take: from the statement's answer, or, in the rare case the
+    /// block ran out meanwhile, from a new block taken on the same session.
+    async fn fence(&self, conn: &mut PgConn, answer: i64) -> Result<u64, BoxError> {
+        let mut answer = answer;
+        loop {
+            if let Some(token) = self.token(answer) {
+                return Ok(token);
+            }
+            answer = sqlx::query_scalar("SELECT nextval('lockattr_fence')")
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(boxed)?;
+        }
+    }
 }
 
 /// A session and the `idle_session_timeout` it was last given.
@@ -139,11 +212,17 @@ fn boxed(e: sqlx::Error) -> BoxError {
     Box::new(e)
 }
 
-const TRY_LOCK: &str =
-    "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END";
-const TRY_LOCK_SETTING: &str =
-    "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lockattr_fence') END, \
-     set_config('idle_session_timeout', $2::text, false)";
+/// Takes `$1` and answers NULL (taken by another session), `0` (granted, and the block
+/// `$2` is still the sequence's latest) or a new block (granted). `CASE` evaluates the
+/// check only after the grant: a check made before it could miss a block taken by the
+/// holder this take waits behind.
+const TRY_LOCK: &str = "SELECT CASE WHEN pg_try_advisory_lock($1) THEN \
+     CASE WHEN pg_sequence_last_value('lockattr_fence') = $2 THEN 0 \
+     ELSE nextval('lockattr_fence') END END";
+const TRY_LOCK_SETTING: &str = "SELECT CASE WHEN pg_try_advisory_lock($1) THEN \
+     CASE WHEN pg_sequence_last_value('lockattr_fence') = $2 THEN 0 \
+     ELSE nextval('lockattr_fence') END END, \
+     set_config('idle_session_timeout', $3::text, false)";
 const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
 const UNLOCK_SETTING: &str =
     "SELECT pg_advisory_unlock($1), set_config('idle_session_timeout', $2::text, false)";
@@ -180,15 +259,19 @@ impl Dialect for Postgres {
         idle: Option<Duration>,
     ) -> Result<Option<u64>, BoxError> {
         let key = *key;
+        let block = self.presented_block();
         let row = conn
             .fetch_one(
-                sqlx::query(TRY_LOCK).bind(key),
-                |ms| sqlx::query(TRY_LOCK_SETTING).bind(key).bind(ms),
+                sqlx::query(TRY_LOCK).bind(key).bind(block),
+                |ms| sqlx::query(TRY_LOCK_SETTING).bind(key).bind(block).bind(ms),
                 idle,
             )
             .await?;
-        let fence: Option<i64> = row.try_get(0).map_err(boxed)?;
-        Ok(fence.map(|f| f as u64))
+        let answer: Option<i64> = row.try_get(0).map_err(boxed)?;
+        match answer {
+            Some(answer) => Ok(Some(self.fence(conn, answer).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn lock_wait(
@@ -207,20 +290,22 @@ impl Dialect for Postgres {
         let got = sqlx::query(
             "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $2::text, false)), \
                   l AS MATERIALIZED (SELECT pg_advisory_lock($1) FROM t) \
-             SELECT nextval('lockattr_fence'), \
+             SELECT CASE WHEN pg_sequence_last_value('lockattr_fence') = $4 THEN 0 \
+                    ELSE nextval('lockattr_fence') END, \
                     set_config('idle_session_timeout', $3::text, false), \
                     set_config('lock_timeout', '0', false) FROM l",
         )
         .bind(*key)
         .bind(wait_ms)
         .bind(wanted)
+        .bind(self.presented_block())
         .fetch_one(&mut conn.conn)
         .await;
         match got {
             Ok(row) => {
                 conn.idle_ms = Some(wanted);
-                let fence: i64 = row.try_get(0).map_err(boxed)?;
-                Ok(Some(fence as u64))
+                let answer: i64 = row.try_get(0).map_err(boxed)?;
+                Ok(Some(self.fence(conn, answer).await?))
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Ok(None),
             Err(e) => Err(boxed(e)),
@@ -318,7 +403,10 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
     if !url.params.contains_key("application_name") {
         options = options.application_name("lockattr");
     }
-    let dialect = Postgres { options };
+    let dialect = Postgres {
+        options,
+        fences: Default::default(),
+    };
     let mut first = dialect.connect().await.map_err(failed)?;
     let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
         .fetch_one(&mut first.conn)
@@ -342,6 +430,35 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dialect() -> Postgres {
+        Postgres {
+            options: PgConnectOptions::new(),
+            fences: Default::default(),
+        }
+    }
+
+    #[test]
+    fn tokens_count_up_within_a_block_and_jump_to_a_new_one() {
+        let pg = dialect();
+        assert_eq!(pg.presented_block(), 0, "no block yet");
+        assert_eq!(pg.token(7), Some(7 << BLOCK_BITS));
+        assert_eq!(pg.presented_block(), 7);
+        assert_eq!(pg.token(0), Some((7 << BLOCK_BITS) + 1));
+        // A stale new block (smaller than the one owned) never lowers the tokens.
+        assert_eq!(pg.token(5), Some((7 << BLOCK_BITS) + 2));
+        assert_eq!(pg.token(9), Some(9 << BLOCK_BITS));
+    }
+
+    #[test]
+    fn a_used_up_block_is_never_overrun() {
+        let pg = dialect();
+        assert!(pg.token(3).is_some());
+        pg.fences().next = 1 << BLOCK_BITS;
+        assert_eq!(pg.presented_block(), -1, "a take must ask for a new block");
+        assert_eq!(pg.token(0), None, "no token past the block's end");
+        assert_eq!(pg.token(4), Some(4 << BLOCK_BITS));
+    }
 
     /// Fixed vectors (checked with `printf %s KEY | sha256sum`): changing them moves every
     /// key of a released version to another advisory lock.
