@@ -605,54 +605,41 @@ fn unreachable_servers_fail_without_printing_the_password() {
 
 // ---- idle pooled sessions stay open -------------------------------------------------------
 
-/// A lease sets the session's `wait_timeout` near its ttl; once the session is empty its
-/// keeper gives the server's default back, so the pooled session outlives an idle pause
-/// longer than the last ttl (no reconnect at the next take).
-#[test]
-fn mysql_idle_pooled_sessions_stay_open() {
-    block_on(async {
-        let db = "lockattr_test_idle";
-        let locks = connect(&my_url(db)).await;
-        let ids = || {
-            mariadb(&format!(
-                "SELECT id FROM information_schema.processlist WHERE db = '{db}' ORDER BY id"
-            ))
-        };
-        let key = unique("idle");
-        let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
-        guard.release().await.unwrap();
-        let before = ids();
-        assert!(!before.is_empty());
-        // Past the lease's wait_timeout (3 s).
-        tokio::time::sleep(Duration::from_millis(4500)).await;
-        assert_eq!(ids(), before, "the idle pooled session was closed");
-        let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
-        again.release().await.unwrap();
-    });
+/// A lease sets its session's idle limit near its ttl (PostgreSQL: `idle_session_timeout`
+/// of ttl + 0.5 s, left in place by the release of the session's last lease; MariaDB:
+/// `wait_timeout` of 3 s); once the session is empty its keeper gives the server's
+/// default back, so the pooled session outlives an idle pause longer than the last ttl
+/// (no reconnect at the next take). `sessions` lists the backend's server sessions.
+async fn idle_pooled_sessions_stay_open(url: &str, sessions: impl Fn() -> String) {
+    let locks = connect(url).await;
+    let key = unique("idle");
+    let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+    guard.release().await.unwrap();
+    let before = sessions();
+    assert!(!before.is_empty());
+    // Past the limit the lease left on the session.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(sessions(), before, "the idle pooled session was closed");
+    let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+    again.release().await.unwrap();
 }
 
-/// The release of a session's last lease leaves the limit that lease set (ttl + 0.5 s)
-/// in place; the keeper gives the server's default back a heartbeat later, so the pooled
-/// session outlives an idle pause longer than the last ttl (no reconnect at the next take).
+#[test]
+fn mysql_idle_pooled_sessions_stay_open() {
+    let db = "lockattr_test_idle";
+    block_on(idle_pooled_sessions_stay_open(&my_url(db), || {
+        mariadb(&format!(
+            "SELECT id FROM information_schema.processlist WHERE db = '{db}' ORDER BY id"
+        ))
+    }));
+}
+
 #[test]
 fn postgres_idle_pooled_sessions_stay_open() {
-    block_on(async {
-        let app = "lockattr-test-idle";
-        let locks = connect(&pg_url(app)).await;
-        let pids = || {
-            psql(&format!(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' ORDER BY pid"
-            ))
-        };
-        let key = unique("idle");
-        let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
-        guard.release().await.unwrap();
-        let before = pids();
-        assert!(!before.is_empty());
-        // Past the limit the lease left on the session (2.5 s).
-        tokio::time::sleep(Duration::from_millis(4500)).await;
-        assert_eq!(pids(), before, "the idle pooled session was closed");
-        let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
-        again.release().await.unwrap();
-    });
+    let app = "lockattr-test-idle";
+    block_on(idle_pooled_sessions_stay_open(&pg_url(app), || {
+        psql(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' ORDER BY pid"
+        ))
+    }));
 }
