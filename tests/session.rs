@@ -385,6 +385,54 @@ fn postgres_fencing_blocks_keep_tokens_growing_across_handles() {
     });
 }
 
+/// Waits granted in the server's queue and `try_acquire`s of one backend on one key never
+/// overlap: a take never reaches a session that already holds the key (both servers would
+/// grant it again, re-entrantly), and no holder finds its lease gone.
+async fn waits_and_tries_of_one_backend_exclude(url: &str) {
+    let locks = connect(url).await;
+    let key = unique("wait-try");
+    let inside = std::sync::Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (locks, key, inside) = (locks.clone(), key.clone(), inside.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let lock = locks.lock(&key).ttl(Duration::from_secs(30));
+                let guard = if t % 2 == 0 {
+                    lock.acquire(Duration::from_secs(30)).await.unwrap()
+                } else {
+                    match lock.try_acquire().await.unwrap() {
+                        Some(guard) => guard,
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            continue;
+                        }
+                    }
+                };
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                tokio::task::yield_now().await;
+                inside.store(false, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[test]
+fn postgres_waits_and_tries_of_one_backend_exclude() {
+    block_on(waits_and_tries_of_one_backend_exclude(PG));
+}
+
+#[test]
+fn mysql_waits_and_tries_of_one_backend_exclude() {
+    block_on(waits_and_tries_of_one_backend_exclude(&my_url(
+        "lockattr_test_wait_try",
+    )));
+}
+
 /// MariaDB shows the stored key itself as the lock name.
 #[test]
 fn mysql_lock_names_are_the_stored_keys() {

@@ -203,6 +203,26 @@ fn dead_session() -> BoxError {
     "the database session was closed".into()
 }
 
+/// How a wait on a reserved session ended.
+enum Waited {
+    /// Granted: the fencing token, and whether the lease is on the books (`false`: the
+    /// session died meanwhile).
+    Granted(u64, bool),
+    /// The wait ran out.
+    TimedOut,
+    /// The session already holds the key for another take: nothing was sent.
+    SessionHoldsKey,
+}
+
+/// A take must not reach the server on a session that already holds its key: both
+/// servers would grant it again, re-entrantly, to a second owner.
+fn holds_key<D: Dialect>(state: &State<D>, session: &Session<D>, key: &str) -> bool {
+    state
+        .sessions
+        .get(&session.id)
+        .is_some_and(|h| h.leases.contains_key(key))
+}
+
 impl<D: Dialect> Shared<D> {
     fn state(&self) -> MutexGuard<'_, State<D>> {
         // Every update below is a few map operations that cannot panic half-way.
@@ -396,7 +416,9 @@ impl<D: Dialect> Shared<D> {
             owner,
             session: session.id,
         };
-        // The take's pending entry is there (it blocks every other take of the key).
+        // The take's own pending entry is there, or (a wait granted while a `try_acquire` of
+        // this backend was on its way) that take's: this lease holds the key either way,
+        // and that take finds it held on this session or is refused by the server.
         match state.index.get_mut(key) {
             Some(entry) => *entry = held,
             None => {
@@ -432,6 +454,10 @@ impl<D: Dialect> Shared<D> {
         let idle = {
             let state = self.state();
             let hosted = state.sessions.get(&session.id).ok_or_else(dead_session)?;
+            if holds_key(&state, session, req.key) {
+                // Another take of this backend (a wait granted on this session) has it.
+                return Ok(None);
+            }
             let now = Instant::now();
             Self::idle_limit(&hosted.leases, Some(now + req.ttl), now)
         };
@@ -505,21 +531,20 @@ impl<D: Dialect> Shared<D> {
             let wait = deadline.saturating_duration_since(Instant::now());
             let (session, fresh) = self.reserve().await?;
             match self.wait_on(&session, &req, &lock_key, wait).await {
-                Ok(Some(fence)) => {
-                    // The lease runs from about now, not from the start of the wait: the
-                    // server armed the idle limit when its answer left, and `record` starts
-                    // the keeper's deadline just after this, so a guard deadline counted
-                    // from here is never later than either.
-                    req.attempt.start();
-                    let recorded =
-                        self.record(&session, req.key, *req.owner, lock_key.clone(), req.ttl);
+                Ok(Waited::SessionHoldsKey) => {
+                    // A take that picked this session before it was reserved got the key
+                    // on it: wait on another session.
+                    self.unreserve(&session);
+                    continue;
+                }
+                Ok(Waited::Granted(fence, recorded)) => {
                     self.unreserve(&session);
                     return match recorded {
                         true => Ok(Some(Granted { fence })),
                         false => Err(dead_session()),
                     };
                 }
-                Ok(None) => {
+                Ok(Waited::TimedOut) => {
                     self.unreserve(&session);
                     return Ok(None);
                 }
@@ -534,17 +559,22 @@ impl<D: Dialect> Shared<D> {
         }
     }
 
-    /// Waits for the key in the server's queue on a reserved session.
+    /// Waits for the key in the server's queue on a reserved session. A granted lease is
+    /// recorded before the connection is let go, as in [`try_on`](Self::try_on), so that
+    /// no take on this session can slip in between and be granted again re-entrantly.
     async fn wait_on(
         self: &Arc<Self>,
         session: &Arc<Session<D>>,
         req: &Acquire<'_>,
         lock_key: &D::Key,
         wait: Duration,
-    ) -> Result<Option<u64>, BoxError> {
+    ) -> Result<Waited, BoxError> {
         let _busy = Busy::new(session);
         let mut conn = session.conn.lock().await;
         let conn = conn.as_mut().ok_or_else(dead_session)?;
+        if holds_key(&self.state(), session, req.key) {
+            return Ok(Waited::SessionHoldsKey);
+        }
         // An abandoned wait may still be granted: close the (empty) session.
         let flight = InFlight::new(self, session, Repair::Close);
         let idle = Some(req.ttl + GRACE);
@@ -557,7 +587,18 @@ impl<D: Dialect> Shared<D> {
         .await
         .unwrap_or_else(|_| Err("the server did not end the wait in time".into()));
         flight.land();
-        got
+        Ok(match got? {
+            Some(fence) => {
+                // The lease runs from about now, not from the start of the wait: the server
+                // armed the idle limit when its answer left, and `record` starts the
+                // keeper's deadline just after this, so a guard deadline counted from here
+                // is never later than either.
+                req.attempt.start();
+                let recorded = self.record(session, req.key, *req.owner, lock_key.clone(), req.ttl);
+                Waited::Granted(fence, recorded)
+            }
+            None => Waited::TimedOut,
+        })
     }
 
     /// Takes a live lease of `owner` out of the books: the session that holds it.
