@@ -36,7 +36,9 @@
 //!   processes taking turns pay it once per take, as before. A sequence never goes back,
 //!   even across a server crash, so tokens grow per key. It is created on first use; to
 //!   manage the schema yourself: `CREATE SEQUENCE IF NOT EXISTS lockattr_fence;` (plain,
-//!   `CACHE 1`: a cached sequence hands out numbers out of order between sessions).
+//!   `CACHE 1`: a cached sequence hands out numbers out of order between sessions), and
+//!   grant the backend's role `USAGE` (or `SELECT` and `UPDATE`) on it: the check reads
+//!   it with `pg_sequence_last_value`, which needs `SELECT` or `USAGE`.
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 

@@ -40,8 +40,8 @@
 //! `EVALSHA` of a Lua script, so atomic; each script is given `{K}` and reaches the other
 //! names by appending to it.
 //!
-//! - **acquire** (uncontended): `SET {K} token NX PX ttl` and `INCR {K}:fence`,
-//!   pipelined, with no Lua (a script costs the server more than the two commands it
+//! - **acquire** (uncontended): `SET {K} token NX PX ttl`, `INCR {K}:fence` and
+//!   `EXISTS {K}:queue`, pipelined, with no Lua (a script costs the server more than the two commands it
 //!   would run). They need not be atomic: only the expiry of this very lease could let
 //!   another caller in between them, and then the answer arrives after the lease's local
 //!   deadline and the lease is given back, its token never handed out;
@@ -62,8 +62,10 @@
 //! asks again waits behind it. The head is woken by the release's message; a jittered
 //! poll (5 ms up to 500 ms, and at the lease's expiry) covers lost messages and holders
 //! that crashed. When a lease runs out instead of being released (a crashed holder, or
-//! `min_hold`), the key is free until a waiter's poll takes it, so a newcomer may get it
-//! first that once.
+//! `min_hold`), the key is free until a waiter's poll takes it; an uncontended acquire
+//! that finds waiters queued (its pipeline also asks `EXISTS {K}:queue`) hands the key it
+//! just took to the oldest live one (one more script) and reports it taken, so a newcomer
+//! never jumps the queue.
 //!
 //! A lease the server lost while this backend's connection was down (a restart without
 //! persistence) is reported through [`Backend::lost`] as soon as the release listener
@@ -254,6 +256,17 @@ hand_off(KEYS[1])
 return 1
 ";
 
+/// KEYS: lock. ARGV: owner token. After an uncontended take that found waiters queued:
+/// hands the key to the oldest live waiter (returns 0), or keeps it if none is live (1).
+const YIELD: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local head, left = live_head(KEYS[1])
+if not head then return 1 end
+redis.call('SET', KEYS[1], 'q:' .. head, 'PX', left)
+redis.call('PUBLISH', KEYS[1] .. ':released', head)
+return 0
+";
+
 /// KEYS: lock. ARGV: owner token, ttl ms. Returns 1 if the token held the key.
 const EXTEND: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -299,6 +312,7 @@ struct Shared {
 
 struct Scripts {
     seed: Script,
+    yield_to_waiters: Script,
     acquire_queued: Script,
     release: Script,
     extend: Script,
@@ -309,6 +323,7 @@ impl Scripts {
     fn new() -> Self {
         Scripts {
             seed: Script::new(&format!("{NEXT_FENCE}{SEED}")),
+            yield_to_waiters: Script::new(&format!("{QUEUE}{YIELD}")),
             acquire_queued: Script::new(&format!("{NEXT_FENCE}{QUEUE}{ACQUIRE_QUEUED}")),
             release: Script::new(&format!("{RELEASE}{QUEUE}{RELEASE_SLOW}")),
             extend: Script::new(EXTEND),
@@ -519,7 +534,10 @@ impl Shared {
         let mut fence_key = String::with_capacity(names.lock.len() + 6);
         fence_key.push_str(&names.lock);
         fence_key.push_str(":fence");
-        let (set, fence): (redis::Value, u64) = self
+        let mut queue_key = String::with_capacity(names.lock.len() + 6);
+        queue_key.push_str(&names.lock);
+        queue_key.push_str(":queue");
+        let (set, fence, queued): (redis::Value, u64, bool) = self
             .call(
                 redis::pipe()
                     .cmd("SET")
@@ -530,9 +548,20 @@ impl Shared {
                     .arg(millis(req.ttl))
                     .cmd("INCR")
                     .arg(&fence_key)
+                    .cmd("EXISTS")
+                    .arg(&queue_key)
                     .query_async(&mut conn),
             )
             .await?;
+        let mut granted = matches!(set, redis::Value::Okay);
+        if granted && queued {
+            // The key was free but others wait (a lease that ran out, or `min_hold` that
+            // ended, hands nothing on): the oldest live one gets it instead.
+            let mut inv = self.scripts.yield_to_waiters.prepare_invoke();
+            inv.key(&names.lock).arg(&req.owner.hex_digits()[..]);
+            let kept: i64 = self.call(inv.invoke_async(&mut conn)).await?;
+            granted = kept == 1;
+        }
         let fence = if fence < SEEDED_MIN {
             let mut inv = self.scripts.seed.prepare_invoke();
             inv.key(&fence_key);
@@ -541,7 +570,7 @@ impl Shared {
         } else {
             fence
         };
-        Ok(if matches!(set, redis::Value::Okay) {
+        Ok(if granted {
             Attempt::Granted(Granted { fence })
         } else {
             Attempt::Refused(Duration::ZERO)
