@@ -462,6 +462,8 @@ impl<D: Dialect> Shared<D> {
             Self::idle_limit(&hosted.leases, Some(now + req.ttl), now)
         };
         let flight = InFlight::new(self, session, Repair::Unlock(req.key, lock_key));
+        // The lease runs from this statement, not from picking (or opening) the session.
+        req.attempt.start();
         let got = self.dialect.try_lock(conn, lock_key, idle).await;
         flight.land();
         Ok(got?.map(|fence| {
