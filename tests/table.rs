@@ -193,16 +193,23 @@ async fn survives_killed_sessions(url: &str, kill: impl std::future::Future<Outp
     let killed = kill.await;
     assert!(killed >= 2, "{url}: killed {killed} sessions");
     tokio::time::sleep(Duration::from_millis(100)).await;
+    lease_outlived(g, &b, &key, &format!("the kill of the sessions of {url}")).await;
+}
+
+/// After `what` (sessions killed, the server restarted), the lease `g` still holds: it
+/// extends, `b` cannot take the key, and once it is released `b` takes it with a greater
+/// fencing token.
+async fn lease_outlived(g: lockattr::LockGuard, b: &Locks, key: &str, what: &str) {
     g.extend(TTL)
         .await
-        .unwrap_or_else(|e| panic!("{url}: extend after the kill: {e}"));
+        .unwrap_or_else(|e| panic!("extend after {what}: {e}"));
     assert!(
-        take(&b, &key, TTL).await.is_none(),
-        "{url}: the lease was lost with the sessions"
+        take(b, key, TTL).await.is_none(),
+        "the lease was lost in {what}"
     );
     let token = g.token();
     g.release().await.unwrap();
-    let next = take(&b, &key, TTL).await.unwrap();
+    let next = take(b, key, TTL).await.unwrap();
     assert!(next.token() > token);
     next.release().await.unwrap();
 }
@@ -622,18 +629,7 @@ fn postgres_restarted_during_a_hold() {
                 "-D", &data, "-o", &opts, "-l", &log, "-m", "fast", "-w", "restart",
             ],
         );
-        g.extend(TTL)
-            .await
-            .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
-        assert!(
-            take(&b, &key, TTL).await.is_none(),
-            "the lease was lost in the restart"
-        );
-        let token = g.token();
-        g.release().await.unwrap();
-        let next = take(&b, &key, TTL).await.unwrap();
-        assert!(next.token() > token);
-        next.release().await.unwrap();
+        lease_outlived(g, &b, &key, "the restart").await;
     });
     drop(stop);
     let _ = std::fs::remove_dir_all(&dir);
@@ -741,17 +737,6 @@ fn mysql_restarted_during_a_hold() {
         let g = take(&a, &key, TTL).await.unwrap();
         server.stop();
         server.start().await;
-        g.extend(TTL)
-            .await
-            .unwrap_or_else(|e| panic!("extend after the restart: {e}"));
-        assert!(
-            take(&b, &key, TTL).await.is_none(),
-            "the lease was lost in the restart"
-        );
-        let token = g.token();
-        g.release().await.unwrap();
-        let next = take(&b, &key, TTL).await.unwrap();
-        assert!(next.token() > token);
-        next.release().await.unwrap();
+        lease_outlived(g, &b, &key, "the restart").await;
     });
 }
