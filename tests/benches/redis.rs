@@ -146,9 +146,16 @@ fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (percentile(&samples, 0.5), mean)
 }
 
+/// `redis-benchmark`'s command for the `SET NX` rate, split into its words by
+/// [`redis_benchmark`].
+const SET_NX_PX: &str = "SET bench:nx:__rand_int__ v NX PX 30000";
+
+/// The `requests per second` line of `redis-benchmark` against the local server (100,000
+/// requests, quiet), with `args` added (each split into words at its spaces).
 fn redis_benchmark(args: &[&str]) -> String {
     match std::process::Command::new("redis-benchmark")
-        .args(args)
+        .args(["-h", "127.0.0.1", "-p", "6379", "-n", "100000", "-q"])
+        .args(args.iter().flat_map(|a| a.split(' ')))
         .output()
     {
         Ok(out) => String::from_utf8_lossy(&out.stdout)
@@ -265,53 +272,9 @@ async fn bench(flavor: &str) {
         t.await.unwrap();
     }
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    let set = redis_benchmark(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "6379",
-        "-n",
-        "100000",
-        "-q",
-        "-t",
-        "set",
-    ]);
-    let set_nx = redis_benchmark(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "6379",
-        "-n",
-        "100000",
-        "-q",
-        "-r",
-        "100000",
-        "SET",
-        "bench:nx:__rand_int__",
-        "v",
-        "NX",
-        "PX",
-        "30000",
-    ]);
-    let set_nx_64 = redis_benchmark(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "6379",
-        "-n",
-        "100000",
-        "-q",
-        "-c",
-        "64",
-        "-r",
-        "100000",
-        "SET",
-        "bench:nx:__rand_int__",
-        "v",
-        "NX",
-        "PX",
-        "30000",
-    ]);
+    let set = redis_benchmark(&["-t", "set"]);
+    let set_nx = redis_benchmark(&["-r", "100000", SET_NX_PX]);
+    let set_nx_64 = redis_benchmark(&["-c", "64", "-r", "100000", SET_NX_PX]);
 
     println!("## Redis benchmark ({url}, tokio {flavor} runtime)");
     println!();
