@@ -557,10 +557,9 @@ impl Shared {
         if granted && queued {
             // The key was free but others wait (a lease that ran out, or `min_hold` that
             // ended, hands nothing on): the oldest live one gets it instead.
-            let mut inv = self.scripts.yield_to_waiters.prepare_invoke();
-            inv.key(&names.lock).arg(&req.owner.hex_digits()[..]);
-            let kept: i64 = self.call(inv.invoke_async(&mut conn)).await?;
-            granted = kept == 1;
+            granted = self
+                .checked(&self.scripts.yield_to_waiters, &names.lock, req.owner, None)
+                .await?;
         }
         let fence = if fence < SEEDED_MIN {
             let mut inv = self.scripts.seed.prepare_invoke();
@@ -603,6 +602,25 @@ impl Shared {
             })),
             other => Err(format!("unexpected answer to an acquisition: {other:?}").into()),
         }
+    }
+
+    /// Runs `script`, which checks `owner`'s token on `lock` (`KEYS[1]`, `ARGV[1]`), with
+    /// `ms` as `ARGV[2]` if given: whether it answered 1.
+    async fn checked(
+        &self,
+        script: &Script,
+        lock: &str,
+        owner: &OwnerToken,
+        ms: Option<u64>,
+    ) -> BackendResult<bool> {
+        let mut conn = self.conn.clone();
+        let mut inv = script.prepare_invoke();
+        inv.key(lock).arg(&owner.hex_digits()[..]);
+        if let Some(ms) = ms {
+            inv.arg(ms);
+        }
+        let answer: i64 = self.call(inv.invoke_async(&mut conn)).await?;
+        Ok(answer == 1)
     }
 
     /// Takes `ticket` out of the queue and hands the key on if this ticket or `owner`
@@ -909,15 +927,12 @@ impl Backend for RedisBackend {
         keep_for: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
-            let names = Names::of(key);
-            let mut conn = self.shared.conn.clone();
-            let mut inv = self.shared.scripts.release.prepare_invoke();
-            inv.key(&names.lock).arg(&owner.hex_digits()[..]);
-            if !keep_for.is_zero() {
-                inv.arg(millis(keep_for));
-            }
-            let held: i64 = self.shared.call(inv.invoke_async(&mut conn)).await?;
-            Ok(held == 1)
+            let keep = (!keep_for.is_zero()).then(|| millis(keep_for));
+            let shared = &self.shared;
+            let lock = Names::of(key).lock;
+            shared
+                .checked(&shared.scripts.release, &lock, owner, keep)
+                .await
         })
     }
 
@@ -961,14 +976,11 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>> {
         Box::pin(async move {
-            let names = Names::of(key);
-            let mut conn = self.shared.conn.clone();
-            let mut inv = self.shared.scripts.extend.prepare_invoke();
-            inv.key(&names.lock)
-                .arg(&owner.hex_digits()[..])
-                .arg(millis(ttl));
-            let held: i64 = self.shared.call(inv.invoke_async(&mut conn)).await?;
-            Ok(held == 1)
+            let shared = &self.shared;
+            let lock = Names::of(key).lock;
+            shared
+                .checked(&shared.scripts.extend, &lock, owner, Some(millis(ttl)))
+                .await
         })
     }
 }
