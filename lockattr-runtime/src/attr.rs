@@ -185,7 +185,7 @@ async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGu
                 }
                 attempt += 1;
                 tracing::debug!(key, backend, attempt, "lock taken, retrying");
-                tokio::time::sleep(crate::jitter(backoff)).await;
+                tokio::time::sleep(crate::backend::wait::jitter(backoff)).await;
             }
         }
     };

@@ -222,16 +222,14 @@ impl Drop for LockGuard {
                 }
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(release);
-            }
-            Err(_) => tracing::warn!(
-                key = %self.held.key,
-                backend = %self.held.backend(),
-                "lock guard dropped outside a tokio runtime: it frees itself at its ttl"
+        crate::backend::wait::spawn_detached(
+            format_args!(
+                "the guard of lock `{}` (backend {})",
+                self.held.key,
+                self.held.backend()
             ),
-        }
+            release,
+        );
     }
 }
 

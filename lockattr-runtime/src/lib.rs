@@ -30,8 +30,6 @@ mod registry;
 pub mod token;
 pub mod url;
 
-use std::time::Duration;
-
 #[cfg(feature = "sqlite")]
 pub use backend::table::EMBEDDED_DEFAULT_URL;
 pub use error::{BoxError, LockError};
@@ -46,10 +44,4 @@ pub use registry::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::attr::*;
-}
-
-/// `base` scaled by a random factor in [0.5, 1.5): spreads retries and polls apart so that
-/// contenders do not move in lock step.
-pub(crate) fn jitter(base: Duration) -> Duration {
-    base.mul_f64(0.5 + fastrand::f64())
 }

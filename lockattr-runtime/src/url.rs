@@ -2,6 +2,7 @@
 //! every message.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::error::LockError;
 use crate::key::DEFAULT_PREFIX;
@@ -74,6 +75,38 @@ impl BackendUrl {
         }
     }
 
+    /// The parameter `name` as a positive number of milliseconds, or `default` when absent.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use lockattr::url::BackendUrl;
+    /// let url = BackendUrl::parse("redis://h?timeout_ms=250&x=0").unwrap();
+    /// assert_eq!(url.millis("timeout_ms", Duration::from_secs(1)).unwrap(), Duration::from_millis(250));
+    /// assert_eq!(url.millis("connect_timeout_ms", Duration::from_secs(1)).unwrap(), Duration::from_secs(1));
+    /// assert!(url.millis("x", Duration::from_secs(1)).is_err());
+    /// ```
+    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, LockError> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(self.invalid(format!(
+                    "`{name}` must be a positive number of milliseconds, not `{v}`"
+                ))),
+            },
+        }
+    }
+
+    /// The parameter `name` as a flag: absent, `false` or `0` is off; `true`, `1` or an
+    /// empty value is on; anything else is [`LockError::InvalidUrl`].
+    pub fn flag(&self, name: &str) -> Result<bool, LockError> {
+        match self.params.get(name).map(String::as_str) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(v) => Err(self.invalid(format!("`{name}` must be `true` or `false`, not `{v}`"))),
+        }
+    }
+
     /// Fails if the query has a parameter outside `known` (a typo must not be ignored).
     pub fn check_params(&self, known: &[&str]) -> Result<(), LockError> {
         match self.params.keys().find(|k| !known.contains(&k.as_str())) {
@@ -91,6 +124,30 @@ impl BackendUrl {
 }
 
 impl BackendUrl {
+    /// The secrets in this URL, to scrub from client messages.
+    pub fn secrets(&self) -> Secrets {
+        let mut found: Vec<String> = Vec::new();
+        let authority = self.rest.split('/').next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = userinfo.split_once(':') {
+                found.push(password.to_owned());
+                if let Some(decoded) = percent_decode(password) {
+                    found.push(decoded);
+                }
+            }
+        }
+        for (k, v) in &self.params {
+            if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") {
+                found.push(v.clone());
+            }
+        }
+        found.retain(|s| !s.is_empty());
+        // Longest first, so that a secret inside another is not replaced half-way.
+        found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        found.dedup();
+        Secrets(found.into())
+    }
+
     /// The URL for a backend's client library: `scheme://rest` with the query parameters
     /// other than lockattr's own (`own`), percent-encoded again. A parameter that is in
     /// neither `own` nor `client` (those the client reads) is [`LockError::InvalidUrl`].
@@ -124,6 +181,60 @@ impl BackendUrl {
         Ok(out)
     }
 }
+
+/// The secrets a backend URL carries (the password of its `user:password@` part and of a
+/// `password=` parameter, as written and %-decoded), so that a driver's message that
+/// echoes one can be scrubbed before it reaches an error, a log or a `Debug` print. Its
+/// own `Debug` prints no secret.
+///
+/// Every backend maps its client's errors through [`Secrets::error`]: one redaction path.
+#[derive(Clone, Default)]
+pub struct Secrets(std::sync::Arc<[String]>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// `text` with every secret replaced by `***`.
+    ///
+    /// ```
+    /// use lockattr::url::BackendUrl;
+    /// let url = BackendUrl::parse("postgres://app:p%40ss@db/app").unwrap();
+    /// let secrets = url.secrets();
+    /// assert_eq!(secrets.scrub("password authentication failed (p%40ss, p@ss)"),
+    ///            "password authentication failed (***, ***)");
+    /// ```
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in self.0.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// A client's error as a [`BoxError`](crate::BoxError) whose message and `Debug` are
+    /// scrubbed; the original error is not kept (its `Debug` may hold the password).
+    pub fn error(&self, e: impl std::fmt::Display) -> crate::BoxError {
+        Box::new(Scrubbed(self.scrub(&e.to_string())))
+    }
+}
+
+/// A client error with the secrets taken out of its message.
+#[derive(Debug)]
+struct Scrubbed(String);
+
+impl std::fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Scrubbed {}
 
 /// `url` with the password of its `user:password@` part, and the value of any
 /// `password=` query parameter, replaced by `***`.
@@ -260,6 +371,21 @@ mod tests {
         assert!(u
             .client_url("postgres", &["mode", "prefix"], &["sslmode"])
             .is_err());
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages_and_debug() {
+        let u = BackendUrl::parse("mysql://root:hun%3Ater2@h/db?password=swordfish").unwrap();
+        let secrets = u.secrets();
+        let e = secrets.error("access denied for root (hun:ter2, hun%3Ater2, swordfish)");
+        assert_eq!(e.to_string(), "access denied for root (***, ***, ***)");
+        let debug = format!("{e:?} {secrets:?}");
+        assert!(
+            !debug.contains("ter2") && !debug.contains("sword"),
+            "{debug}"
+        );
+        let none = BackendUrl::parse("redis://h").unwrap().secrets();
+        assert_eq!(none.scrub("a b"), "a b");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod redis;
 mod session;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod table;
+pub(crate) mod wait;
 
 /// The query parameters sqlx's PostgreSQL driver reads: passed on to it by the session and
 /// lease-table backends.
@@ -141,6 +142,27 @@ async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, Loc
 #[cfg(feature = "mysql")]
 async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     Ok(Box::new(mysql::open(url).await?))
+}
+
+/// The storage format this build speaks: the names, values, scripts and sequences a
+/// backend keeps on its server. Every backend records it there when it first sets up
+/// (where it keeps it is in the backend's docs) and, when it opens, refuses a server set
+/// up by a newer format with [`format_refused`]: two library versions that disagree about
+/// the format never share keys silently (`docs/design.md`, "Mixed versions").
+#[allow(dead_code)] // until every server backend records it
+pub(crate) const FORMAT: u32 = 1;
+
+/// The error for a backend whose server holds format marker `found` (> [`FORMAT`]).
+#[allow(dead_code)] // until every server backend records it
+pub(crate) fn format_refused(url: &BackendUrl, place: &str, found: u32) -> LockError {
+    LockError::backend(
+        &url.redacted,
+        None,
+        format!(
+            "{place} was set up by a newer lockattr (storage format {found}); this build speaks \
+             format {FORMAT}: upgrade lockattr in every process that shares this backend"
+        ),
+    )
 }
 
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
@@ -275,32 +297,20 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// The shortest and longest pause between two polls of [`Backend::acquire_until`]'s default.
-const POLL_MIN: Duration = Duration::from_millis(5);
-const POLL_MAX: Duration = Duration::from_millis(250);
-
 async fn poll_until<B: Backend + ?Sized>(
     backend: &B,
     req: Acquire<'_>,
     deadline: Instant,
 ) -> BackendResult<Option<Granted>> {
-    let mut pause = POLL_MIN;
+    let mut waiting = wait::Waiting::new(deadline, wait::Poll::NOTIFIED);
     loop {
-        // Subscribe before trying, so a release between the try and the wait still wakes us.
         let released = backend.released(req.key);
         req.attempt.start();
         if let Some(granted) = backend.try_acquire(req).await? {
             return Ok(Some(granted));
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if !waiting.pause(released, None).await {
             return Ok(None);
         }
-        let sleep = crate::jitter(pause).min(deadline - now);
-        tokio::select! {
-            _ = released => {}
-            _ = tokio::time::sleep(sleep) => {}
-        }
-        pause = (pause * 2).min(POLL_MAX);
     }
 }

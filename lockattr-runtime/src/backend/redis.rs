@@ -106,6 +106,7 @@ use redis::{Client, Script};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::wait::{self, millis, Poll, Waiting};
 use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
 use crate::error::{BoxError, LockError};
 use crate::token::OwnerToken;
@@ -120,8 +121,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a waiter's place in a queue lasts without a refresh.
 const WAITER_LEASE: Duration = Duration::from_secs(3);
 /// The shortest and longest pause between two polls of a waiter.
-const POLL_MIN: Duration = Duration::from_millis(5);
-const POLL_MAX: Duration = Duration::from_millis(500);
+const POLL: Poll = Poll::new(5, 500);
 /// The longest pause before the pub/sub listener connects again.
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
 
@@ -388,37 +388,11 @@ fn parse_fence(text: &str) -> BackendResult<u64> {
         .map_err(|_| format!("the server sent `{text}` as a fencing token").into())
 }
 
-/// Milliseconds for Redis: at least 1, rounded up.
-fn millis(d: Duration) -> u64 {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
-}
-
-fn param_ms(url: &BackendUrl, name: &str, default: Duration) -> Result<Duration, LockError> {
-    match url.params.get(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-            _ => Err(url.invalid(format!(
-                "`{name}` must be a positive number of milliseconds, not `{v}`"
-            ))),
-        },
-    }
-}
-
-fn param_bool(url: &BackendUrl, name: &str) -> Result<bool, LockError> {
-    match url.params.get(name).map(String::as_str) {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
-        Some(v) => Err(url.invalid(format!("`{name}` must be `true` or `false`, not `{v}`"))),
-    }
-}
-
 /// The client for `url`, without lockattr's own parameters.
 fn client(url: &BackendUrl) -> Result<Client, LockError> {
     let tls = url.scheme == "rediss";
     let ca_file = url.params.get("tls_ca_file");
-    let insecure = param_bool(url, "tls_insecure")?;
+    let insecure = url.flag("tls_insecure")?;
     if !tls && (ca_file.is_some() || insecure) {
         return Err(url.invalid("`tls_ca_file` and `tls_insecure` need a `rediss://` URL"));
     }
@@ -452,8 +426,8 @@ impl RedisBackend {
     /// Connects to the server `url` names and starts listening for releases.
     pub(crate) async fn open(url: &BackendUrl) -> Result<Self, LockError> {
         url.check_params(PARAMS)?;
-        let timeout = param_ms(url, "timeout_ms", DEFAULT_TIMEOUT)?;
-        let connect_timeout = param_ms(url, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?;
+        let timeout = url.millis("timeout_ms", DEFAULT_TIMEOUT)?;
+        let connect_timeout = url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?;
         let client = client(url)?;
         let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
 
@@ -663,8 +637,9 @@ impl Shared {
             place.armed = false;
             return Ok(None);
         }
-        let mut pause = POLL_MIN;
+        let mut waiting = Waiting::new(deadline, POLL);
         loop {
+            let woken = wake.notify.notified();
             let remaining = match self.attempt_queued(names, &req, &ticket).await? {
                 Attempt::Granted(granted) => {
                     // The script took the ticket out of the queue.
@@ -673,20 +648,12 @@ impl Shared {
                 }
                 Attempt::Refused(remaining) => remaining,
             };
-            let now = Instant::now();
-            if now >= deadline {
+            // The lease's expiry frees the key without a message.
+            let expiry = (!remaining.is_zero()).then(|| remaining + Duration::from_millis(1));
+            if !waiting.pause(woken, expiry).await {
                 place.armed = false;
                 self.leave(names, &ticket, req.owner).await?;
                 return Ok(None);
-            }
-            let mut sleep = crate::jitter(pause).min(deadline - now);
-            if !remaining.is_zero() {
-                // The lease's expiry frees the key without a message.
-                sleep = sleep.min(remaining + Duration::from_millis(1));
-            }
-            tokio::select! {
-                _ = wake.notify.notified() => pause = POLL_MIN,
-                _ = tokio::time::sleep(sleep) => pause = (pause * 2).min(POLL_MAX),
             }
         }
     }
@@ -718,13 +685,14 @@ impl Drop for Abandon {
             return;
         }
         let names = self.names.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let shared = self.shared.clone();
         let ticket = std::mem::take(&mut self.ticket);
         let owner = self.owner;
-        runtime.spawn(async move {
+        let what = format!(
+            "a lock attempt on `{}` (backend {})",
+            names.lock, shared.backend
+        );
+        wait::spawn_detached(format_args!("{what}"), async move {
             if let Err(e) = shared.leave(&names, &ticket, &owner).await {
                 tracing::debug!(error = %e, key = names.lock, "cleaning up an abandoned Redis lock attempt failed; it expires by itself");
             }
@@ -839,7 +807,7 @@ async fn listen(
                     return;
                 }
                 tracing::warn!(backend, error = %e, "Redis release listener cannot reconnect; waiters poll");
-                tokio::time::sleep(crate::jitter(pause)).await;
+                tokio::time::sleep(crate::backend::wait::jitter(pause)).await;
                 pause = (pause * 2).min(RESUBSCRIBE_MAX);
                 continue;
             }
@@ -1001,17 +969,14 @@ mod tests {
     }
 
     #[test]
-    fn globs_are_escaped_and_millis_round_up() {
+    fn globs_are_escaped() {
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-        assert_eq!(millis(Duration::from_micros(1500)), 2);
-        assert_eq!(millis(Duration::ZERO), 1);
-        assert_eq!(millis(Duration::from_secs(3)), 3000);
     }
 
     #[test]
     fn bad_options_are_invalid_urls() {
         let url = BackendUrl::parse("redis://127.0.0.1?timeout_ms=0").unwrap();
-        assert!(param_ms(&url, "timeout_ms", DEFAULT_TIMEOUT).is_err());
+        assert!(url.millis("timeout_ms", DEFAULT_TIMEOUT).is_err());
         let url = BackendUrl::parse("redis://127.0.0.1?tls_insecure=true").unwrap();
         assert!(client(&url).is_err(), "TLS options need rediss://");
         let url = BackendUrl::parse("rediss://127.0.0.1?tls_insecure=maybe").unwrap();

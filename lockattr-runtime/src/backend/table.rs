@@ -134,6 +134,7 @@ use std::time::{Duration, Instant};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::Notify;
 
+use super::wait::{self, Poll, Waiting};
 use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
@@ -155,8 +156,7 @@ const WAITER_LEASE: Duration = Duration::from_secs(3);
 /// How often a waiter refreshes its place.
 const WAITER_REFRESH: Duration = Duration::from_secs(1);
 /// The first and the longest pause between two polls of a waiter.
-const POLL_MIN: Duration = Duration::from_millis(5);
-const POLL_MAX: Duration = Duration::from_millis(50);
+const POLL: Poll = Poll::new(5, 50);
 /// Attempts of one statement whose connection failed (a pool holds at most
 /// [`MAX_CONNECTIONS`], all of which may have been closed by a restart).
 const MAX_ATTEMPTS: u32 = MAX_CONNECTIONS + 2;
@@ -523,7 +523,7 @@ macro_rules! with_conn {
                     tracing::debug!(backend = %inner.name, attempt, error = %e, "statement failed, retrying");
                     attempt += 1;
                     if !is_broken(&e) {
-                        tokio::time::sleep(crate::jitter(Duration::from_millis(2))).await;
+                        tokio::time::sleep(crate::backend::wait::jitter(Duration::from_millis(2))).await;
                     }
                 }
                 other => break other.map_err(BoxError::from),
@@ -650,9 +650,9 @@ impl Inner {
             queued: true,
         };
         let mut refreshed = Instant::now();
-        let mut pause = POLL_MIN;
+        let mut waiting = Waiting::new(deadline, POLL);
         loop {
-            // Listen before trying, so that a release between the try and the wait still
+            // Registered at once, so that a release between the try and the pause still
             // wakes this waiter.
             let woken = self.wakers.slot(req.key).notified();
             tokio::pin!(woken);
@@ -661,23 +661,17 @@ impl Inner {
                 place.leave().await;
                 return Ok(Some(granted));
             }
-            let now = Instant::now();
-            if now >= deadline {
-                place.leave().await;
-                return Ok(None);
-            }
-            if now.duration_since(refreshed) >= WAITER_REFRESH {
+            if refreshed.elapsed() >= WAITER_REFRESH {
                 if !self.refresh(place.ticket).await? {
                     // The place lapsed (this process stalled): queue again, at the end.
                     tracing::debug!(key = req.key, backend = %self.name, "waiter place lapsed, queueing again");
                     place.ticket = self.enqueue(req.key).await?;
                 }
-                refreshed = now;
+                refreshed = Instant::now();
             }
-            let sleep = crate::jitter(pause).min(deadline - now);
-            tokio::select! {
-                _ = &mut woken => pause = POLL_MIN,
-                _ = tokio::time::sleep(sleep) => pause = (pause * 2).min(POLL_MAX),
+            if !waiting.pause(woken, None).await {
+                place.leave().await;
+                return Ok(None);
             }
         }
     }
@@ -739,8 +733,7 @@ fn done(r: &impl Done) -> (u64, u64) {
 
 /// A duration in whole milliseconds, rounded up, at least 1.
 fn millis(d: Duration) -> i64 {
-    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-    i64::try_from(ms).unwrap_or(i64::MAX / 4).min(i64::MAX / 4)
+    i64::try_from(wait::millis(d).min(i64::MAX as u64 / 4)).unwrap_or(i64::MAX / 4)
 }
 
 /// A waiter's place in the queue, given up on drop (in the background).
@@ -770,13 +763,12 @@ impl Drop for Place {
             std::mem::take(&mut self.key),
             self.ticket,
         );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = inner.leave(&key, ticket).await {
-                    tracing::debug!(key = %key, backend = %inner.name, error = %e, "leaving the waiter queue failed; the place lapses by itself");
-                }
-            });
-        }
+        let what = format!("a waiter for `{key}` (backend {})", inner.name);
+        wait::spawn_detached(format_args!("{what}"), async move {
+            if let Err(e) = inner.leave(&key, ticket).await {
+                tracing::debug!(key = %key, backend = %inner.name, error = %e, "leaving the waiter queue failed; the place lapses by itself");
+            }
+        });
     }
 }
 
@@ -978,7 +970,8 @@ impl Inner {
                     if tries < 3 && matches!(e.downcast_ref(), Some(sqlx::Error::Database(_))) =>
                 {
                     tracing::debug!(backend = %self.name, error = %e, "creating the lock tables failed, retrying");
-                    tokio::time::sleep(crate::jitter(Duration::from_millis(20))).await;
+                    tokio::time::sleep(crate::backend::wait::jitter(Duration::from_millis(20)))
+                        .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -1033,19 +1026,7 @@ fn holder() -> String {
 /// that the message might echo replaced.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn driver_url_error(url: &BackendUrl, e: sqlx::Error) -> LockError {
-    let mut reason = e.to_string();
-    let authority = url.rest.split('/').next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if let Some((_, password)) = userinfo.split_once(':') {
-            if !password.is_empty() {
-                reason = reason.replace(password, "***");
-            }
-        }
-    }
-    if let Some(p) = url.params.get("password").filter(|p| !p.is_empty()) {
-        reason = reason.replace(p.as_str(), "***");
-    }
-    url.invalid(reason)
+    url.invalid(url.secrets().scrub(&e.to_string()))
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
