@@ -1,1 +1,42 @@
-//! Integration tests of lockattr live in this package's test targets.
+//! Integration tests of lockattr live in this package's test targets; this library holds
+//! what they share: the addresses of the test servers.
+//!
+//! Each server's URL comes from an environment variable, with the local default that
+//! `scripts/services.sh` starts (see `tests/README.md`).
+
+/// The variable that overrides [`redis_url`].
+pub const REDIS_URL_ENV: &str = "LOCKATTR_TEST_REDIS_URL";
+/// The variable that overrides [`postgres_url`].
+pub const POSTGRES_URL_ENV: &str = "LOCKATTR_TEST_POSTGRES_URL";
+/// The variable that overrides [`mysql_url`].
+pub const MYSQL_URL_ENV: &str = "LOCKATTR_TEST_MYSQL_URL";
+
+fn from_env(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The shared Redis server: `$LOCKATTR_TEST_REDIS_URL`, else `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    from_env(REDIS_URL_ENV, "redis://127.0.0.1:6379")
+}
+
+/// The shared PostgreSQL database: `$LOCKATTR_TEST_POSTGRES_URL`, else
+/// `postgres://postgres@127.0.0.1:5432/test`. No query parameters: callers append theirs.
+pub fn postgres_url() -> String {
+    from_env(POSTGRES_URL_ENV, "postgres://postgres@127.0.0.1:5432/test")
+}
+
+/// The shared MySQL / MariaDB database: `$LOCKATTR_TEST_MYSQL_URL`, else
+/// `mysql://root@127.0.0.1:3306/test`. No query parameters: callers append theirs.
+pub fn mysql_url() -> String {
+    from_env(MYSQL_URL_ENV, "mysql://root@127.0.0.1:3306/test")
+}
+
+/// `url` with one more query parameter (`?` or `&` as needed).
+pub fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
