@@ -40,6 +40,10 @@ pub(crate) fn jitter(base: Duration) -> Duration {
 
 /// A duration in whole milliseconds, rounded up, at least 1: what a server that counts in
 /// milliseconds is sent, so that it never frees a key before the caller's own deadline.
+#[cfg_attr(
+    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_nanos().div_ceil(1_000_000))
         .unwrap_or(u64::MAX)
