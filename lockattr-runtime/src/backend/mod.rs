@@ -14,14 +14,12 @@ use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
 pub mod memory;
-#[cfg(feature = "mysql")]
-mod mysql;
-#[cfg(feature = "postgres")]
-pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod session;
+#[cfg(feature = "postgres")]
+pub use session::postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod table;
 pub(crate) mod wait;
@@ -141,7 +139,7 @@ async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, Loc
 /// `mysql://` without `mode=table`: MySQL / MariaDB `GET_LOCK`.
 #[cfg(feature = "mysql")]
 async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
-    Ok(Box::new(mysql::open(url).await?))
+    Ok(Box::new(session::mysql::open(url).await?))
 }
 
 /// The storage format this build speaks: the names, values, scripts and sequences a

@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::session::{client_url, Dialect, SessionBackend, HEARTBEAT};
+use super::{client_url, Dialect, SessionBackend, HEARTBEAT};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 

@@ -44,6 +44,11 @@
 //! unlock, while the key stays blocked for this backend. A wait in the server's queue
 //! runs on a session of its own, which is simply closed when abandoned.
 
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 use std::collections::HashMap as StdHashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

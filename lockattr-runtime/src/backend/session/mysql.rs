@@ -34,7 +34,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::session::{client_url, Dialect, SessionBackend};
+use super::{client_url, Dialect, SessionBackend};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
