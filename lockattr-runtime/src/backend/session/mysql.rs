@@ -34,7 +34,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::{client_url, Dialect, SessionBackend};
+use super::{client_url, SessionBackend, SessionSql};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
@@ -131,7 +131,7 @@ impl MySql {
     }
 }
 
-impl Dialect for MySql {
+impl SessionSql for MySql {
     type Conn = MyConn;
     type Key = String;
 

@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{client_url, Dialect, SessionBackend, HEARTBEAT};
+use super::{client_url, SessionBackend, SessionSql, HEARTBEAT};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
@@ -148,7 +148,7 @@ pub(crate) struct PgConn {
 
 /// An empty session keeps a limit set by its last lease, instead of a statement clearing
 /// it, if the limit is at least this long: the keeper gives the session the server's
-/// default ([`Dialect::relax`]) a heartbeat after its last use, well before the server
+/// default ([`SessionSql::relax`]) a heartbeat after its last use, well before the server
 /// would end it for idling.
 const KEEP_WHEN_EMPTY_MS: i32 = 4 * HEARTBEAT.as_millis() as i32;
 
@@ -234,7 +234,7 @@ const UNLOCK_MANY_SETTING: &str =
     "SELECT (SELECT count(*) FROM unnest($1::int8[]) AS u(k) WHERE pg_advisory_unlock(u.k)), \
             set_config('idle_session_timeout', $2::text, false)";
 
-impl Dialect for Postgres {
+impl SessionSql for Postgres {
     type Conn = PgConn;
     type Key = i64;
 
