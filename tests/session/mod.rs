@@ -1,0 +1,274 @@
+//! What the fault tests of the session-lock backends (`tests/postgres.rs`,
+//! `tests/mysql.rs`) share: each check here runs on both servers, given the backend's URL
+//! and a way to drive its server from outside (count or kill the backend's sessions). An
+//! unreachable server fails these tests; it never skips them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lockattr::{LockError, Locks};
+
+use crate::suite::{self, take, unique};
+
+/// Connects, or fails the test naming the URL.
+pub async fn connect(url: &str) -> Locks {
+    lockattr::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// Kills the sessions under a running body with `kill`; the call must end with `Lost`
+/// within a few heartbeats, and the key must be free for another instance.
+pub async fn killed_session_is_lost<F, Fut>(
+    url: &str,
+    call: F,
+    kill: impl Fn() -> usize,
+    done: &AtomicBool,
+) where
+    F: FnOnce(String, tokio::sync::oneshot::Sender<()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), LockError>> + Send + 'static,
+{
+    let id = unique("k");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let running = tokio::spawn(call(id.clone(), tx));
+    rx.await.unwrap();
+    let killed_at = Instant::now();
+    assert!(kill() > 0, "no session to kill");
+    let e = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the body was not stopped after its session was killed")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    assert!(!done.load(Ordering::SeqCst), "the body ran to its end");
+    eprintln!("lost noticed {:?} after the kill", killed_at.elapsed());
+    let other = connect(url).await;
+    let taken = other
+        .lock(format!("killed:{id}"))
+        .ttl(Duration::from_secs(30))
+        .acquire(Duration::from_secs(5))
+        .await
+        .expect("the killed session's lock is free");
+    taken.release().await.unwrap();
+}
+
+/// Holds a lock, kills every session of the backend, then: the old guard reports `Lost`,
+/// and the same handle takes locks again (try and wait) on new sessions.
+pub async fn recovers_after_losing_every_session(url: &str, kill: impl Fn() -> usize) {
+    let locks = connect(url).await;
+    // Fill the pool: several sessions, all of which will be dead at the next take.
+    let many = unique("recover-many");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (locks, key) = (locks.clone(), format!("{many}:{i}"));
+        set.spawn(async move {
+            let guard = locks.lock(key).ttl(Duration::from_secs(30)).try_acquire();
+            guard.await.unwrap().unwrap().release().await.unwrap();
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    let key = unique("recover");
+    let held = take(&locks, &key, Duration::from_secs(30)).await.unwrap();
+    assert!(kill() > 0);
+    // The server needs a moment to end the sessions.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = held.release().await.unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    // The handle's pooled sessions are all gone: the next take opens a new one.
+    let again = locks
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .expect("the handle recovers without a restart")
+        .expect("the key is free");
+    again.release().await.unwrap();
+    kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waited = locks
+        .lock(&key)
+        .ttl(Duration::from_secs(30))
+        .acquire(Duration::from_secs(2))
+        .await
+        .expect("waiting recovers too");
+    waited.release().await.unwrap();
+}
+
+/// Waits granted in the server's queue and `try_acquire`s of one backend on one key never
+/// overlap: a take never reaches a session that already holds the key (both servers would
+/// grant it again, re-entrantly), and no holder finds its lease gone.
+pub async fn waits_and_tries_of_one_backend_exclude(url: &str) {
+    let locks = connect(url).await;
+    let key = unique("wait-try");
+    let inside = std::sync::Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (locks, key, inside) = (locks.clone(), key.clone(), inside.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let lock = locks.lock(&key).ttl(Duration::from_secs(30));
+                let guard = if t % 2 == 0 {
+                    lock.acquire(Duration::from_secs(30)).await.unwrap()
+                } else {
+                    match lock.try_acquire().await.unwrap() {
+                        Some(guard) => guard,
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            continue;
+                        }
+                    }
+                };
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                tokio::task::yield_now().await;
+                inside.store(false, Ordering::SeqCst);
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Takes 1,000 locks at once on one handle and counts the server's sessions of it.
+pub async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> usize) {
+    let locks = connect(url).await;
+    let base = unique("many");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let (locks, key) = (locks.clone(), format!("{base}:{i}"));
+        tasks.spawn(async move {
+            take(&locks, key, Duration::from_secs(60))
+                .await
+                .expect("a free key is taken")
+        });
+    }
+    let mut guards = Vec::new();
+    while let Some(guard) = tasks.join_next().await {
+        guards.push(guard.unwrap());
+    }
+    assert_eq!(guards.len(), 1000);
+    let sessions = count();
+    eprintln!("1000 held locks: {sessions} connections");
+    assert!(sessions <= 8, "1000 held locks use {sessions} connections");
+    // They are really held: another instance finds them taken.
+    let other = connect(url).await;
+    for i in [0, 499, 999] {
+        assert!(take(&other, format!("{base}:{i}"), Duration::from_secs(5))
+            .await
+            .is_none());
+    }
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+}
+
+/// Polls `f` up to `polls` times, yielding in between; its output if it finished, else it
+/// is dropped where it stands.
+async fn poll_then_drop<F: std::future::Future>(f: F, polls: usize) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    for _ in 0..polls {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(out) = polled {
+            return Some(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// Takes and releases given up at random points (timeouts of a few hundred µs) leave the
+/// handle's other lock held, and leave no lock behind for nobody.
+pub async fn abandoned_statements_are_repaired(url: &str) {
+    let locks = connect(url).await;
+    let kept_key = unique("kept");
+    let kept = take(&locks, &kept_key, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let key = unique("abandoned");
+    for i in 0..100usize {
+        // Polled a few times (so the statement is on its way), then dropped.
+        let attempt = locks.lock(&key).ttl(Duration::from_secs(30)).try_acquire();
+        poll_then_drop(attempt, 1 + i % 4).await;
+        // Once repaired, the handle takes the key again; then a release is abandoned.
+        let guard = suite::take_eventually(&locks, &key, Duration::from_secs(5))
+            .await
+            .expect("an abandoned take was not repaired");
+        poll_then_drop(guard.release(), 1 + i % 3).await;
+    }
+    let other = connect(url).await;
+    let taken = suite::take_eventually(&other, &key, Duration::from_secs(5)).await;
+    assert!(taken.is_some(), "an abandoned take left the key held");
+    assert!(
+        take(&other, &kept_key, Duration::from_secs(30))
+            .await
+            .is_none(),
+        "the other lock of the handle was lost"
+    );
+    kept.release().await.expect("the kept lock is still held");
+    taken.unwrap().release().await.unwrap();
+}
+
+/// The ttl of the stalled holder's leases: its idle limit (ttl + 0.5 s) is long enough for
+/// the release of a session's last lease to leave it in place, so that the takes after
+/// the first send no limit at all (the session already has the one they need).
+const STALL_TTL: Duration = Duration::from_secs(2);
+
+/// Semantic 3 for a process that stalls after back-to-back takes of one ttl: a handle on a
+/// runtime whose only thread is blocked (its keeper cannot unlock the lease, nor send a
+/// heartbeat) loses the key when the server ends its idle session; another handle then
+/// takes it.
+pub async fn stalled_holder_loses_the_key_to_the_server(url: &str) {
+    let key = unique("stalled");
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let (url, key) = (url.to_owned(), key.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let locks = connect(&url).await;
+                for _ in 0..3 {
+                    let guard = take(&locks, &key, STALL_TTL).await.expect("key is free");
+                    guard.release().await.unwrap();
+                }
+                let guard = take(&locks, &key, STALL_TTL).await.expect("key is free");
+                taken_tx.send(()).unwrap();
+                // The stall: the thread that would run the keeper blocks.
+                let _ = resume_rx.recv();
+                drop(guard);
+            });
+        }
+    });
+    taken_rx.await.unwrap();
+    let other = connect(url).await;
+    let taken = suite::take_eventually(&other, &key, Duration::from_secs(30)).await;
+    resume_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let taken = taken.expect("the server did not end the stalled holder's session");
+    taken.release().await.unwrap();
+}
+
+/// A lease sets its session's idle limit near its ttl (PostgreSQL: `idle_session_timeout`
+/// of ttl + 0.5 s, left in place by the release of the session's last lease; MariaDB:
+/// `wait_timeout` of 3 s); once the session is empty its keeper gives the server's
+/// default back, so the pooled session outlives an idle pause longer than the last ttl
+/// (no reconnect at the next take). `sessions` lists the backend's server sessions.
+pub async fn idle_pooled_sessions_stay_open(url: &str, sessions: impl Fn() -> String) {
+    let locks = connect(url).await;
+    let key = unique("idle");
+    let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+    guard.release().await.unwrap();
+    let before = sessions();
+    assert!(!before.is_empty());
+    // Past the limit the lease left on the session.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(sessions(), before, "the idle pooled session was closed");
+    let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
+    again.release().await.unwrap();
+}
