@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockattr::{distributed_lock, LockError};
-use lockattr_tests::mysql_url;
+use lockattr_tests::{black_hole, mysql_url};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -209,6 +209,16 @@ fn idle_pooled_sessions_stay_open() {
             "SELECT id FROM information_schema.processlist WHERE db = '{db}' ORDER BY id"
         ))
     }));
+}
+
+// ---- a server that never answers ----------------------------------------------------------
+
+#[test]
+fn connect_to_a_black_hole_times_out() {
+    let port = black_hole();
+    block_on(session::connect_to_a_black_hole_times_out(&format!(
+        "mysql://root@127.0.0.1:{port}/test?connect_timeout_ms=300"
+    )));
 }
 
 // ---- messages never show the password ----------------------------------------------------

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockattr::{distributed_lock, LockError, Locks};
-use lockattr_tests::{postgres_url, with_param};
+use lockattr_tests::{black_hole, postgres_url, with_param};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -225,6 +225,16 @@ fn idle_pooled_sessions_stay_open() {
             ))
         },
     ));
+}
+
+// ---- a server that never answers ----------------------------------------------------------
+
+#[test]
+fn connect_to_a_black_hole_times_out() {
+    let port = black_hole();
+    block_on(session::connect_to_a_black_hole_times_out(&format!(
+        "postgres://postgres@127.0.0.1:{port}/test?connect_timeout_ms=300"
+    )));
 }
 
 // ---- messages never show the password ----------------------------------------------------

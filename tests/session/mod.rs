@@ -272,3 +272,19 @@ pub async fn idle_pooled_sessions_stay_open(url: &str, sessions: impl Fn() -> St
     let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
     again.release().await.unwrap();
 }
+
+/// A server that accepts connections and never answers (`lockattr_tests::black_hole`):
+/// `connect` to `url` (which sets `connect_timeout_ms=300`) fails, naming the parameter
+/// and its value, well within a bound far above it (the machine is shared and noisy).
+pub async fn connect_to_a_black_hole_times_out(url: &str) {
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(60), lockattr::connect(url))
+        .await
+        .expect("connect to a server that never answers still hangs")
+        .expect_err("a server that never answers cannot be connected to");
+    let took = started.elapsed();
+    let msg = e.to_string();
+    assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+    assert!(msg.contains("`connect_timeout_ms=300`"), "{msg}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {msg}");
+}

@@ -108,7 +108,7 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
     if !due {
         return;
     }
-    let result = pool.sql.relax(conn).await;
+    let result = pool.options.statement(pool.sql.relax(conn)).await;
     let mut books = pool.books();
     match result {
         Ok(()) => {
@@ -166,9 +166,12 @@ async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D
             count = expired.len(),
             "unlocking expired leases"
         );
-        pool.sql.unlock(conn, &expired, idle).await.map(drop)
+        pool.options
+            .statement(pool.sql.unlock(conn, &expired, idle))
+            .await
+            .map(drop)
     } else if beat {
-        pool.sql.ping(conn, idle).await
+        pool.options.statement(pool.sql.ping(conn, idle)).await
     } else {
         return;
     };

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::books::{dead_session, holds_key, KeyHolder, Session};
+use super::options::NoAnswer;
 use super::pool::UsingSession;
 use super::repair::{PendingClaim, UnansweredStatement, Undo};
 use super::{
@@ -50,7 +51,10 @@ impl<D: SessionSql> SessionPool<D> {
         let unanswered = UnansweredStatement::new(self, session, Undo::Unlock(req.key, lock_key));
         // The lease runs from this statement, not from picking (or opening) the session.
         req.attempt.start();
-        let got = self.sql.try_lock(conn, lock_key, idle).await;
+        let got = self
+            .options
+            .statement(self.sql.try_lock(conn, lock_key, idle))
+            .await;
         unanswered.answered();
         Ok(got?.map(|fence| {
             let recorded = self.record(session, req.key, *req.owner, lock_key.clone(), req.ttl);
@@ -99,8 +103,9 @@ impl<D: SessionSql> SessionPool<D> {
                     // A pooled session may have been closed by the server while idle (a
                     // restart, an operator, `wait_timeout`): try the next one, and in the
                     // end a new one, whose failure is the answer. Each failure removes a
-                    // session, so this ends.
-                    if fresh {
+                    // session, so this ends. A server that did not answer in time is the
+                    // answer at once.
+                    if fresh || e.is::<NoAnswer>() {
                         return Err(e);
                     }
                 }
@@ -142,7 +147,7 @@ impl<D: SessionSql> SessionPool<D> {
                 Err(e) => {
                     self.kill(&session, &e.to_string());
                     // As for `try_acquire`: a pooled session may have been closed while idle.
-                    if fresh || Instant::now() >= deadline {
+                    if fresh || e.is::<NoAnswer>() || Instant::now() >= deadline {
                         return Err(e);
                     }
                 }
@@ -169,14 +174,13 @@ impl<D: SessionSql> SessionPool<D> {
         // An abandoned wait may still be granted: close the (empty) session.
         let unanswered = UnansweredStatement::new(self, session, Undo::CloseSession);
         let idle = Some(req.ttl + GRACE);
-        // The server bounds the wait; this bounds a server that does not answer.
-        let got = tokio::time::timeout(
-            wait + Duration::from_secs(5),
-            self.sql
-                .lock_wait(conn, lock_key, wait.max(Duration::from_millis(1)), idle),
-        )
-        .await
-        .unwrap_or_else(|_| Err("the server did not end the wait in time".into()));
+        // The server bounds the wait; `timeout_ms` past it bounds a server that does not
+        // answer.
+        let wait = wait.max(Duration::from_millis(1));
+        let got = self
+            .options
+            .wait(wait, self.sql.lock_wait(conn, lock_key, wait, idle))
+            .await;
         unanswered.answered();
         Ok(match got? {
             Some(fence) => {
@@ -215,10 +219,8 @@ impl<D: SessionSql> SessionPool<D> {
             return Ok(false);
         };
         let idle = self.current_idle_limit(&session);
-        let released = self
-            .sql
-            .unlock(conn, std::slice::from_ref(&lock_key), idle)
-            .await;
+        let unlock = self.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
+        let released = self.options.statement(unlock).await;
         unanswered.answered();
         match released {
             Ok(n) => {
@@ -277,7 +279,7 @@ impl<D: SessionSql> SessionPool<D> {
         let idle = self.current_idle_limit(&session);
         // An abandoned heartbeat changes nothing; the driver skips its answer later.
         let unanswered = UnansweredStatement::new(self, &session, Undo::Nothing);
-        let pinged = self.sql.ping(conn, idle).await;
+        let pinged = self.options.statement(self.sql.ping(conn, idle)).await;
         unanswered.answered();
         match pinged {
             Ok(()) => {

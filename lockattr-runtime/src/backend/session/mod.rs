@@ -47,6 +47,7 @@
 //! # Files
 //!
 //! - `books.rs`: what the backend knows: its sessions, their leases, who holds each key;
+//! - `options.rs`: the URL parameters lockattr reads (timeouts);
 //! - `pool.rs`: which session a take or a wait goes to, and opening new ones;
 //! - `locking.rs`: take, wait, release, extend, each on its session;
 //! - `repair.rs`: undoing a statement abandoned half-way;
@@ -59,6 +60,7 @@ mod keeper;
 mod locking;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+mod options;
 mod pool;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -74,6 +76,8 @@ use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::BoxError;
 use crate::token::OwnerToken;
 use books::Books;
+pub(crate) use options::SessionOptions;
+use options::OWN_PARAMS;
 
 /// The maps of the books: keyed by stored keys and session ids, looked up several times per
 /// take and release. foldhash is seeded at random per process, like std's SipHash, at a
@@ -166,9 +170,10 @@ pub(crate) struct SessionBackend<D: SessionSql> {
 }
 
 /// A session backend's state, shared with the keepers of its sessions: the server's
-/// statements and the books.
+/// statements, the options and the books.
 struct SessionPool<D: SessionSql> {
     sql: D,
+    options: SessionOptions,
     books: Mutex<Books<D>>,
     next_id: AtomicU64,
 }
@@ -176,9 +181,10 @@ struct SessionPool<D: SessionSql> {
 impl<D: SessionSql> SessionBackend<D> {
     /// A backend over `sql`, with `first` as its first pooled session (opened by the
     /// caller to check that the server answers).
-    pub(crate) fn new(sql: D, first: D::Conn, max_key_len: usize) -> Self {
+    pub(crate) fn new(sql: D, first: D::Conn, max_key_len: usize, options: SessionOptions) -> Self {
         let pool = Arc::new(SessionPool {
             sql,
+            options,
             books: Mutex::new(Books {
                 sessions: HashMap::default(),
                 holders: HashMap::default(),
@@ -254,9 +260,6 @@ impl<D: SessionSql> Backend for SessionBackend<D> {
         self.pool.lost(key, owner)
     }
 }
-
-/// The parameters lockattr itself reads from a session backend's URL.
-pub(crate) const OWN_PARAMS: &[&str] = &["prefix", "mode"];
 
 /// Checks a session backend URL's parameters (`client`: those its sqlx driver reads) and
 /// `?mode=`, and rebuilds the URL for sqlx without lockattr's own parameters.

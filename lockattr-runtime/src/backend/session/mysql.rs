@@ -1,7 +1,7 @@
 //! `mysql://` (or `mariadb://`): MySQL / MariaDB user-level locks (`GET_LOCK`).
 //!
 //! ```text
-//! mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&ssl-mode=…]
+//! mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&ssl-mode=…]
 //! ```
 //!
 //! - **Keys**: the stored key (prefix + key) is the lock name. Names longer than the server
@@ -26,6 +26,11 @@
 //!   (`CREATE TABLE IF NOT EXISTS lockattr_fence_counter (id TINYINT PRIMARY KEY,
 //!   fence BIGINT UNSIGNED NOT NULL)`) is incremented with `LAST_INSERT_ID(fence + 1)` in a
 //!   second statement after a successful `GET_LOCK`.
+//! - **Timeouts** (`docs/design.md`, "Timeouts"): `connect_timeout_ms` (default 5000)
+//!   bounds opening a session, `timeout_ms` (default 5000) every statement that does not
+//!   wait in the server; a `GET_LOCK` wait is bounded by its wait plus `timeout_ms`. A
+//!   statement that runs out of time closes its session (its leases are lost), and the
+//!   error names the parameter and its value.
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported).
 
 use std::str::FromStr;
@@ -34,7 +39,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::{client_url, SessionBackend, SessionSql};
+use super::{client_url, SessionBackend, SessionOptions, SessionSql};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
@@ -254,23 +259,28 @@ async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), 
 /// table if missing.
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, LockError> {
     let client = client_url(url, "mysql", crate::backend::MYSQL_CLIENT_PARAMS)?;
-    let failed = |e: sqlx::Error| LockError::backend(&url.redacted, None, e);
-    let options = MySqlConnectOptions::from_str(&client)
+    let options = SessionOptions::from_url(url)?;
+    let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
+    let connect_options = MySqlConnectOptions::from_str(&client)
         .map_err(|e| url.invalid(format!("not a MySQL URL: {e}")))?
         .disable_statement_logging();
-    let conn = MySqlConnection::connect_with(&options)
-        .await
-        .map_err(failed)?;
-    let mut first = MyConn {
-        conn,
-        wait_timeout: 0,
+    let mut dialect = MySql {
+        options: connect_options,
+        sequence: false,
     };
-    let version: String = sqlx::query_scalar("SELECT VERSION()")
-        .fetch_one(&mut first.conn)
+    let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
+    let version: String = options
+        .statement(async {
+            sqlx::query_scalar("SELECT VERSION()")
+                .fetch_one(&mut first.conn)
+                .await
+                .map_err(boxed)
+        })
         .await
         .map_err(failed)?;
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
-    ensure_fence(&mut first.conn, mariadb)
+    options
+        .statement(async { ensure_fence(&mut first.conn, mariadb).await.map_err(boxed) })
         .await
         .map_err(failed)?;
     let max_name = if mariadb {
@@ -278,11 +288,8 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
     } else {
         MYSQL_MAX_NAME
     };
-    let dialect = MySql {
-        options,
-        sequence: mariadb,
-    };
-    Ok(SessionBackend::new(dialect, first, max_name))
+    dialect.sequence = mariadb;
+    Ok(SessionBackend::new(dialect, first, max_name, options))
 }
 
 #[cfg(test)]
@@ -314,7 +321,8 @@ mod tests {
             conn,
             wait_timeout: 0,
         };
-        let backend = SessionBackend::new(dialect, first, MYSQL_MAX_NAME);
+        let options = SessionOptions::from_url(&url).unwrap();
+        let backend = SessionBackend::new(dialect, first, MYSQL_MAX_NAME, options);
         let key = format!("lockattr:counter-{}", std::process::id());
         let (a, b) = (OwnerToken::random().unwrap(), OwnerToken::random().unwrap());
         let ttl = Duration::from_secs(30);

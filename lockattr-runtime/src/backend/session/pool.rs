@@ -83,7 +83,7 @@ impl<D: SessionSql> SessionPool<D> {
             Err(fallback) => fallback,
         };
         let opening = OpeningSession(Some(self));
-        match self.sql.connect().await {
+        match self.options.connect(self.sql.connect()).await {
             Ok(conn) => Ok((self.add_session(conn, false, Some(opening)), true)),
             Err(e) => match fallback {
                 Some(session) => {
@@ -108,7 +108,7 @@ impl<D: SessionSql> SessionPool<D> {
                 return Ok((h.session.clone(), false));
             }
         }
-        let conn = self.sql.connect().await?;
+        let conn = self.options.connect(self.sql.connect()).await?;
         Ok((self.new_session(conn, true), true))
     }
 

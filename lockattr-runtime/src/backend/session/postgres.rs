@@ -1,7 +1,7 @@
 //! `postgres://`: PostgreSQL session-level advisory locks (PostgreSQL 14 or later).
 //!
 //! ```text
-//! postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&sslmode=…&application_name=…]
+//! postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&sslmode=…&application_name=…]
 //! ```
 //!
 //! - **Keys**: a stored key (prefix + key) becomes the 64-bit advisory key
@@ -39,6 +39,11 @@
 //!   `CACHE 1`: a cached sequence hands out numbers out of order between sessions), and
 //!   grant the backend's role `USAGE` (or `SELECT` and `UPDATE`) on it: the check reads
 //!   it with `pg_sequence_last_value`, which needs `SELECT` or `USAGE`.
+//! - **Timeouts** (`docs/design.md`, "Timeouts"): `connect_timeout_ms` (default 5000)
+//!   bounds opening a session, `timeout_ms` (default 5000) every statement that does not
+//!   wait in the server; a wait in the server's queue is bounded by its wait plus
+//!   `timeout_ms`. A statement that runs out of time closes its session (its leases are
+//!   lost), and the error names the parameter and its value.
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 
@@ -49,7 +54,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{client_url, SessionBackend, SessionSql, HEARTBEAT};
+use super::{client_url, SessionBackend, SessionOptions, SessionSql, HEARTBEAT};
 use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
@@ -398,22 +403,28 @@ async fn ensure_sequence(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// error here) and creates the fencing sequence if missing.
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, LockError> {
     let client = client_url(url, "postgres", crate::backend::POSTGRES_CLIENT_PARAMS)?;
+    let options = SessionOptions::from_url(url)?;
     let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
-    let mut options = PgConnectOptions::from_str(&client)
+    let mut connect_options = PgConnectOptions::from_str(&client)
         .map_err(|e| url.invalid(format!("not a PostgreSQL URL: {e}")))?
         .disable_statement_logging();
     if !url.params.contains_key("application_name") {
-        options = options.application_name("lockattr");
+        connect_options = connect_options.application_name("lockattr");
     }
     let dialect = Postgres {
-        options,
+        options: connect_options,
         fences: Default::default(),
     };
-    let mut first = dialect.connect().await.map_err(failed)?;
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-        .fetch_one(&mut first.conn)
+    let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
+    let version: i32 = options
+        .statement(async {
+            sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+                .fetch_one(&mut first.conn)
+                .await
+                .map_err(boxed)
+        })
         .await
-        .map_err(|e| failed(boxed(e)))?;
+        .map_err(failed)?;
     if version < 140_000 {
         return Err(failed(
             format!(
@@ -423,10 +434,11 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
             .into(),
         ));
     }
-    ensure_sequence(&mut first.conn)
+    options
+        .statement(async { ensure_sequence(&mut first.conn).await.map_err(boxed) })
         .await
-        .map_err(|e| failed(boxed(e)))?;
-    Ok(SessionBackend::new(dialect, first, usize::MAX))
+        .map_err(failed)?;
+    Ok(SessionBackend::new(dialect, first, usize::MAX, options))
 }
 
 #[cfg(test)]

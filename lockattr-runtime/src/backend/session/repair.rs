@@ -77,10 +77,9 @@ impl<D: SessionSql> Drop for UnansweredStatement<'_, D> {
                     match conn.as_mut() {
                         Some(conn) => {
                             let idle = pool.current_idle_limit(&session);
-                            pool.sql
-                                .unlock(conn, std::slice::from_ref(&lock_key), idle)
-                                .await
-                                .map(drop)
+                            let unlock =
+                                pool.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
+                            pool.options.statement(unlock).await.map(drop)
                         }
                         None => Ok(()),
                     }

@@ -1,0 +1,170 @@
+//! The session backends' own URL parameters, read in one place.
+//!
+//! | parameter | default | what it bounds |
+//! | --- | --- | --- |
+//! | `connect_timeout_ms` | 5000 | opening a session: TCP, TLS and login |
+//! | `timeout_ms` | 5000 | every statement that does not wait in the server (take, release, heartbeat, set-up); a wait in the server's queue is bounded by its own wait plus this |
+//!
+//! A statement that runs out of time closes its session (the server then frees the
+//! session's locks; its leases are `Lost`), and the error names the parameter and its value.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::{BoxError, LockError};
+use crate::url::BackendUrl;
+
+/// Default of `connect_timeout_ms`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `timeout_ms`.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The parameters of a session backend's URL that lockattr reads itself (the rest go to
+/// the driver).
+pub(crate) const OWN_PARAMS: &[&str] = &["prefix", "mode", "connect_timeout_ms", "timeout_ms"];
+
+/// A session backend's options, built from its URL.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionOptions {
+    /// `connect_timeout_ms`: the longest a new session may take to open.
+    pub(crate) connect_timeout: Duration,
+    /// `timeout_ms`: the longest a statement may take, past any wait it asks the server for.
+    pub(crate) timeout: Duration,
+}
+
+impl SessionOptions {
+    /// Reads the options from `url` (an invalid value is [`LockError::InvalidUrl`]).
+    pub(crate) fn from_url(url: &BackendUrl) -> Result<Self, LockError> {
+        Ok(SessionOptions {
+            connect_timeout: url.millis("connect_timeout_ms", CONNECT_TIMEOUT)?,
+            timeout: url.millis("timeout_ms", TIMEOUT)?,
+        })
+    }
+
+    /// Opens a session with `connect`, within `connect_timeout_ms`.
+    pub(crate) async fn connect<T>(
+        &self,
+        connect: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, BoxError> {
+        bounded(connect, self.connect_timeout, NoAnswer::connect(self)).await
+    }
+
+    /// Runs a statement that does not wait in the server, within `timeout_ms`.
+    pub(crate) async fn statement<T>(
+        &self,
+        statement: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, BoxError> {
+        bounded(statement, self.timeout, NoAnswer::statement(self, None)).await
+    }
+
+    /// Runs a statement that waits in the server's queue for up to `wait`, within `wait`
+    /// plus `timeout_ms`.
+    pub(crate) async fn wait<T>(
+        &self,
+        wait: Duration,
+        statement: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, BoxError> {
+        let limit = wait.saturating_add(self.timeout);
+        bounded(statement, limit, NoAnswer::statement(self, Some(wait))).await
+    }
+}
+
+async fn bounded<T>(
+    work: impl Future<Output = Result<T, BoxError>>,
+    limit: Duration,
+    late: NoAnswer,
+) -> Result<T, BoxError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Box::new(late)),
+    }
+}
+
+/// A server that did not answer in time: the error names the URL parameter that bounded it.
+#[derive(Debug)]
+pub(crate) struct NoAnswer {
+    what: &'static str,
+    param: &'static str,
+    ms: u128,
+    wait_ms: Option<u128>,
+}
+
+impl NoAnswer {
+    fn connect(options: &SessionOptions) -> Self {
+        NoAnswer {
+            what: "opening a database session",
+            param: "connect_timeout_ms",
+            ms: options.connect_timeout.as_millis(),
+            wait_ms: None,
+        }
+    }
+
+    fn statement(options: &SessionOptions, wait: Option<Duration>) -> Self {
+        NoAnswer {
+            what: "a statement",
+            param: "timeout_ms",
+            ms: options.timeout.as_millis(),
+            wait_ms: wait.map(|w| w.as_millis()),
+        }
+    }
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NoAnswer {
+            what,
+            param,
+            ms,
+            wait_ms,
+        } = self;
+        match wait_ms {
+            None => write!(
+                f,
+                "the server did not answer {what} within {ms} ms (`{param}={ms}`)"
+            ),
+            Some(wait_ms) => write!(
+                f,
+                "the server did not end a wait of {wait_ms} ms within {ms} ms after it \
+                 (`{param}={ms}`)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_come_from_the_url_with_defaults() {
+        let url = BackendUrl::parse("postgres://h/db?connect_timeout_ms=300").unwrap();
+        let options = SessionOptions::from_url(&url).unwrap();
+        assert_eq!(options.connect_timeout, Duration::from_millis(300));
+        assert_eq!(options.timeout, TIMEOUT);
+        let url = BackendUrl::parse("postgres://h/db?timeout_ms=0").unwrap();
+        let e = SessionOptions::from_url(&url).unwrap_err().to_string();
+        assert!(e.contains("timeout_ms"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_names_the_parameter_and_its_value() {
+        let url = BackendUrl::parse("mysql://h/db?timeout_ms=20&connect_timeout_ms=30").unwrap();
+        let options = SessionOptions::from_url(&url).unwrap();
+        let never = std::future::pending::<Result<(), BoxError>>;
+        let e = options.statement(never()).await.unwrap_err().to_string();
+        assert!(e.contains("`timeout_ms=20`"), "{e}");
+        let e = options.connect(never()).await.unwrap_err().to_string();
+        assert!(e.contains("`connect_timeout_ms=30`"), "{e}");
+        let e = options
+            .wait(Duration::from_millis(10), never())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("wait of 10 ms") && e.contains("`timeout_ms=20`"),
+            "{e}"
+        );
+    }
+}
