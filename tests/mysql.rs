@@ -237,3 +237,20 @@ fn unreachable_server_fails_without_printing_the_password() {
         assert!(msg.contains(":***@127.0.0.1:1"), "{msg}");
     });
 }
+
+/// The server refuses a wrong password (the test login has none): the error and the logs
+/// never show it.
+#[test]
+fn refused_password_is_never_shown() {
+    let s = server();
+    assert!(
+        s.password.is_none(),
+        "the test login has a password already"
+    );
+    let wrong = "lockattr-wrong-Pw";
+    let url = format!(
+        "mysql://{}:{wrong}@{}:{}/{}",
+        s.user, s.host, s.port, s.database
+    );
+    session::refused_password_is_never_shown(&url, wrong, "Access denied");
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockattr::{distributed_lock, LockError, Locks};
-use lockattr_tests::{black_hole, postgres_url, with_param};
+use lockattr_tests::{black_hole, postgres_url, with_param, PrivatePostgres};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -257,5 +257,22 @@ fn unreachable_server_fails_without_printing_the_password() {
         let msg = e.to_string();
         assert!(msg.contains("mode=table"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
+    });
+}
+
+/// A server that refuses the password (a private one: the shared server trusts every
+/// login): the error and the logs never show it.
+#[test]
+fn refused_password_is_never_shown() {
+    let server = PrivatePostgres::start_with_password("lockattr-right-Pw");
+    let wrong = "lockattr-wrong-Pw";
+    session::refused_password_is_never_shown(
+        &server.url("postgres", Some(wrong)),
+        wrong,
+        "password authentication failed",
+    );
+    // The right one logs in: the refusal above was about the password.
+    block_on(async {
+        connect(&server.url("postgres", Some("lockattr-right-Pw"))).await;
     });
 }

@@ -288,3 +288,59 @@ pub async fn connect_to_a_black_hole_times_out(url: &str) {
     assert!(msg.contains("`connect_timeout_ms=300`"), "{msg}");
     assert!(took < Duration::from_secs(30), "took {took:?}: {msg}");
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `work` on a one-thread runtime of its own (so that every task it spawns logs to
+/// this thread's subscriber) with every `tracing` event, at every level, written to a
+/// buffer: its output and the text logged.
+pub fn with_logs<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
+    let buffer = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        })
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = runtime.block_on(work);
+        // Let what the attempt left running log too.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+        out
+    });
+    let logged = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (out, logged)
+}
+
+/// `connect` to `url`, whose server refuses its password `password`, fails with an error
+/// that says why (`refusal`, the server's words) and shows the password neither in its
+/// message, its `Debug`, nor anything logged during the attempt.
+pub fn refused_password_is_never_shown(url: &str, password: &str, refusal: &str) {
+    let (e, logged) = with_logs(lockattr::connect(url));
+    let e = e.expect_err("the server refuses the password");
+    let (shown, debug) = (e.to_string(), format!("{e:?}"));
+    assert!(matches!(e, LockError::Backend { .. }), "{shown}");
+    assert!(shown.contains(refusal), "{shown}");
+    for text in [&shown, &debug, &logged] {
+        assert!(!text.contains(password), "the password shows in: {text}");
+    }
+}

@@ -11,6 +11,10 @@ pub const POSTGRES_URL_ENV: &str = "LOCKATTR_TEST_POSTGRES_URL";
 /// The variable that overrides [`mysql_url`].
 pub const MYSQL_URL_ENV: &str = "LOCKATTR_TEST_MYSQL_URL";
 
+mod private_postgres;
+
+pub use private_postgres::PrivatePostgres;
+
 fn from_env(var: &str, default: &str) -> String {
     std::env::var(var)
         .ok()

@@ -41,7 +41,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{client_url, SessionBackend, SessionOptions, SessionSql};
 use crate::error::{BoxError, LockError};
-use crate::url::BackendUrl;
+use crate::url::{BackendUrl, Secrets};
 
 /// MariaDB's longest lock name, in bytes.
 const MARIADB_MAX_NAME: usize = 192;
@@ -51,6 +51,8 @@ const MYSQL_MAX_NAME: usize = 64;
 /// Statements of the MySQL / MariaDB backend.
 pub(crate) struct MySql {
     options: MySqlConnectOptions,
+    /// The URL's password, scrubbed from every driver error (which may echo it).
+    secrets: Secrets,
     /// MariaDB: fencing tokens from a sequence; MySQL: from the counter table.
     sequence: bool,
 }
@@ -59,10 +61,6 @@ pub(crate) struct MySql {
 pub(crate) struct MyConn {
     conn: MySqlConnection,
     wait_timeout: u64,
-}
-
-fn boxed(e: sqlx::Error) -> BoxError {
-    Box::new(e)
 }
 
 /// `wait_timeout` for an idle limit: whole seconds, rounded up, at least 1.
@@ -84,7 +82,7 @@ impl MySql {
             sqlx::raw_sql(AssertSqlSafe(format!("SET SESSION wait_timeout = {secs}")))
                 .execute(&mut conn.conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.secrets.error(e))?;
             conn.wait_timeout = secs;
         }
         Ok(())
@@ -96,7 +94,7 @@ impl MySql {
             let fence: i64 = sqlx::query_scalar("SELECT NEXTVAL(lockattr_fence)")
                 .fetch_one(&mut conn.conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.secrets.error(e))?;
             return Ok(fence as u64);
         }
         let done = sqlx::query(
@@ -104,7 +102,7 @@ impl MySql {
         )
         .execute(&mut conn.conn)
         .await
-        .map_err(boxed)?;
+        .map_err(|e| self.secrets.error(e))?;
         Ok(done.last_insert_id())
     }
 
@@ -118,8 +116,8 @@ impl MySql {
                 .bind(key)
                 .fetch_one(&mut conn.conn)
                 .await
-                .map_err(boxed)?;
-            let fence: Option<i64> = row.try_get(0).map_err(boxed)?;
+                .map_err(|e| self.secrets.error(e))?;
+            let fence: Option<i64> = row.try_get(0).map_err(|e| self.secrets.error(e))?;
             return Ok(fence.map(|f| f as u64));
         }
         let row = sqlx::query("SELECT GET_LOCK(?, ?)")
@@ -127,8 +125,8 @@ impl MySql {
             .bind(wait)
             .fetch_one(&mut conn.conn)
             .await
-            .map_err(boxed)?;
-        let got: Option<i64> = row.try_get(0).map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
+        let got: Option<i64> = row.try_get(0).map_err(|e| self.secrets.error(e))?;
         if got != Some(1) {
             return Ok(None);
         }
@@ -149,7 +147,7 @@ impl SessionSql for MySql {
     async fn connect(&self) -> Result<MyConn, BoxError> {
         let conn = MySqlConnection::connect_with(&self.options)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         Ok(MyConn {
             conn,
             wait_timeout: 0,
@@ -190,8 +188,8 @@ impl SessionSql for MySql {
                 .bind(key)
                 .fetch_one(&mut conn.conn)
                 .await
-                .map_err(boxed)?;
-            let one: Option<i64> = row.try_get(0).map_err(boxed)?;
+                .map_err(|e| self.secrets.error(e))?;
+            let one: Option<i64> = row.try_get(0).map_err(|e| self.secrets.error(e))?;
             released += usize::from(one == Some(1));
         }
         Ok(released)
@@ -201,7 +199,7 @@ impl SessionSql for MySql {
         sqlx::query("SET SESSION wait_timeout = @@GLOBAL.wait_timeout")
             .execute(&mut conn.conn)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         // Unknown as a number: the next lease sets its own.
         conn.wait_timeout = 0;
         Ok(())
@@ -212,7 +210,7 @@ impl SessionSql for MySql {
         sqlx::query("SELECT 1")
             .execute(&mut conn.conn)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         Ok(())
     }
 }
@@ -260,12 +258,19 @@ async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), 
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, LockError> {
     let client = client_url(url, "mysql", crate::backend::MYSQL_CLIENT_PARAMS)?;
     let options = SessionOptions::from_url(url)?;
+    let secrets = url.secrets();
     let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
     let connect_options = MySqlConnectOptions::from_str(&client)
-        .map_err(|e| url.invalid(format!("not a MySQL URL: {e}")))?
+        .map_err(|e| {
+            url.invalid(format!(
+                "not a MySQL URL: {}",
+                secrets.scrub(&e.to_string())
+            ))
+        })?
         .disable_statement_logging();
     let mut dialect = MySql {
         options: connect_options,
+        secrets: secrets.clone(),
         sequence: false,
     };
     let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
@@ -274,13 +279,17 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
             sqlx::query_scalar("SELECT VERSION()")
                 .fetch_one(&mut first.conn)
                 .await
-                .map_err(boxed)
+                .map_err(|e| secrets.error(e))
         })
         .await
         .map_err(failed)?;
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
     options
-        .statement(async { ensure_fence(&mut first.conn, mariadb).await.map_err(boxed) })
+        .statement(async {
+            ensure_fence(&mut first.conn, mariadb)
+                .await
+                .map_err(|e| secrets.error(e))
+        })
         .await
         .map_err(failed)?;
     let max_name = if mariadb {
@@ -315,6 +324,7 @@ mod tests {
         ensure_fence(&mut conn, false).await.unwrap();
         let dialect = MySql {
             options,
+            secrets: Default::default(),
             sequence: false,
         };
         let first = MyConn {

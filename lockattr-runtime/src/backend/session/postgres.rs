@@ -56,7 +56,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{client_url, SessionBackend, SessionOptions, SessionSql, HEARTBEAT};
 use crate::error::{BoxError, LockError};
-use crate::url::BackendUrl;
+use crate::url::{BackendUrl, Secrets};
 
 /// The 64-bit advisory lock key of a stored key: the first 8 bytes of its SHA-256, as a
 /// big-endian `i64`. Stable across releases (tested against fixed vectors).
@@ -75,6 +75,8 @@ pub fn advisory_key(stored: &str) -> i64 {
 /// Statements of the PostgreSQL backend.
 pub(crate) struct Postgres {
     options: PgConnectOptions,
+    /// The URL's password, scrubbed from every driver error (which may echo it).
+    secrets: Secrets,
     fences: std::sync::Mutex<Fences>,
 }
 
@@ -137,7 +139,7 @@ impl Postgres {
             answer = sqlx::query_scalar("SELECT nextval('lockattr_fence')")
                 .fetch_one(&mut conn.conn)
                 .await
-                .map_err(boxed)?;
+                .map_err(|e| self.secrets.error(e))?;
         }
     }
 }
@@ -199,24 +201,24 @@ impl PgConn {
         plain: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         setting: impl FnOnce(i32) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         idle: Option<Duration>,
+        secrets: &Secrets,
     ) -> Result<PgRow, BoxError> {
         let wanted = idle_ms(idle);
         if !must_set(self.idle_ms, wanted) {
-            return plain.fetch_one(&mut self.conn).await.map_err(boxed);
+            return plain
+                .fetch_one(&mut self.conn)
+                .await
+                .map_err(|e| secrets.error(e));
         }
         drop(plain);
         self.idle_ms = None;
         let row = setting(wanted)
             .fetch_one(&mut self.conn)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| secrets.error(e))?;
         self.idle_ms = Some(wanted);
         Ok(row)
     }
-}
-
-fn boxed(e: sqlx::Error) -> BoxError {
-    Box::new(e)
 }
 
 /// Takes `$1` and answers NULL (taken by another session), `0` (granted, and the block
@@ -252,7 +254,7 @@ impl SessionSql for Postgres {
     async fn connect(&self) -> Result<PgConn, BoxError> {
         let conn = PgConnection::connect_with(&self.options)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         Ok(PgConn {
             conn,
             idle_ms: None,
@@ -272,9 +274,10 @@ impl SessionSql for Postgres {
                 sqlx::query(TRY_LOCK).bind(key).bind(block),
                 |ms| sqlx::query(TRY_LOCK_SETTING).bind(key).bind(block).bind(ms),
                 idle,
+                &self.secrets,
             )
             .await?;
-        let answer: Option<i64> = row.try_get(0).map_err(boxed)?;
+        let answer: Option<i64> = row.try_get(0).map_err(|e| self.secrets.error(e))?;
         match answer {
             Some(answer) => Ok(Some(self.fence(conn, answer).await?)),
             None => Ok(None),
@@ -311,11 +314,11 @@ impl SessionSql for Postgres {
         match got {
             Ok(row) => {
                 conn.idle_ms = Some(wanted);
-                let answer: i64 = row.try_get(0).map_err(boxed)?;
+                let answer: i64 = row.try_get(0).map_err(|e| self.secrets.error(e))?;
                 Ok(Some(self.fence(conn, answer).await?))
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Ok(None),
-            Err(e) => Err(boxed(e)),
+            Err(e) => Err(self.secrets.error(e)),
         }
     }
 
@@ -332,9 +335,10 @@ impl SessionSql for Postgres {
                     sqlx::query(UNLOCK).bind(key),
                     |ms| sqlx::query(UNLOCK_SETTING).bind(key).bind(ms),
                     idle,
+                    &self.secrets,
                 )
                 .await?;
-            let released: bool = row.try_get(0).map_err(boxed)?;
+            let released: bool = row.try_get(0).map_err(|e| self.secrets.error(e))?;
             return Ok(usize::from(released));
         }
         let row = conn
@@ -342,9 +346,10 @@ impl SessionSql for Postgres {
                 sqlx::query(UNLOCK_MANY).bind(keys),
                 |ms| sqlx::query(UNLOCK_MANY_SETTING).bind(keys).bind(ms),
                 idle,
+                &self.secrets,
             )
             .await?;
-        let released: i64 = row.try_get(0).map_err(boxed)?;
+        let released: i64 = row.try_get(0).map_err(|e| self.secrets.error(e))?;
         Ok(released as usize)
     }
 
@@ -356,7 +361,7 @@ impl SessionSql for Postgres {
         sqlx::query("SELECT set_config('idle_session_timeout', '0', false)")
             .execute(&mut conn.conn)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         conn.idle_ms = Some(0);
         Ok(())
     }
@@ -368,7 +373,7 @@ impl SessionSql for Postgres {
             .bind(wanted)
             .execute(&mut conn.conn)
             .await
-            .map_err(boxed)?;
+            .map_err(|e| self.secrets.error(e))?;
         conn.idle_ms = Some(wanted);
         Ok(())
     }
@@ -404,15 +409,22 @@ async fn ensure_sequence(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, LockError> {
     let client = client_url(url, "postgres", crate::backend::POSTGRES_CLIENT_PARAMS)?;
     let options = SessionOptions::from_url(url)?;
+    let secrets = url.secrets();
     let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
     let mut connect_options = PgConnectOptions::from_str(&client)
-        .map_err(|e| url.invalid(format!("not a PostgreSQL URL: {e}")))?
+        .map_err(|e| {
+            url.invalid(format!(
+                "not a PostgreSQL URL: {}",
+                secrets.scrub(&e.to_string())
+            ))
+        })?
         .disable_statement_logging();
     if !url.params.contains_key("application_name") {
         connect_options = connect_options.application_name("lockattr");
     }
     let dialect = Postgres {
         options: connect_options,
+        secrets: secrets.clone(),
         fences: Default::default(),
     };
     let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
@@ -421,7 +433,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
             sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
                 .fetch_one(&mut first.conn)
                 .await
-                .map_err(boxed)
+                .map_err(|e| secrets.error(e))
         })
         .await
         .map_err(failed)?;
@@ -435,7 +447,11 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
         ));
     }
     options
-        .statement(async { ensure_sequence(&mut first.conn).await.map_err(boxed) })
+        .statement(async {
+            ensure_sequence(&mut first.conn)
+                .await
+                .map_err(|e| secrets.error(e))
+        })
         .await
         .map_err(failed)?;
     Ok(SessionBackend::new(dialect, first, usize::MAX, options))
@@ -448,6 +464,7 @@ mod tests {
     fn dialect() -> Postgres {
         Postgres {
             options: PgConnectOptions::new(),
+            secrets: Secrets::default(),
             fences: Default::default(),
         }
     }
