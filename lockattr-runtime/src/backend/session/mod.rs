@@ -53,7 +53,8 @@
 //! - `repair.rs`: undoing a statement abandoned half-way;
 //! - `keeper.rs`: each session's background task (expiry, heartbeats, closing surplus
 //!   sessions);
-//! - `postgres.rs`, `mysql.rs`: each server's statements ([`SessionSql`]).
+//! - `postgres/` (statements, fencing blocks, set-up) and `mysql.rs`: each server's
+//!   statements ([`SessionSql`]).
 
 mod books;
 mod keeper;

@@ -47,16 +47,20 @@
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 
-use std::str::FromStr;
+mod fences;
+mod setup;
+
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{Connection, Row};
 
-use super::{client_url, SessionBackend, SessionOptions, SessionSql, HEARTBEAT};
-use crate::error::{BoxError, LockError};
-use crate::url::{BackendUrl, Secrets};
+use super::{SessionSql, HEARTBEAT};
+use crate::error::BoxError;
+use crate::url::Secrets;
+use fences::Fences;
+pub(crate) use setup::open;
 
 /// The 64-bit advisory lock key of a stored key: the first 8 bytes of its SHA-256, as a
 /// big-endian `i64`. Stable across releases (tested against fixed vectors).
@@ -78,70 +82,6 @@ pub(crate) struct Postgres {
     /// The URL's password, scrubbed from every driver error (which may echo it).
     secrets: Secrets,
     fences: std::sync::Mutex<Fences>,
-}
-
-/// A fencing token is `block << BLOCK_BITS | n`.
-const BLOCK_BITS: u32 = 20;
-
-/// The fencing block this backend owns (`0`: none yet) and the next `n` in it.
-#[derive(Default)]
-struct Fences {
-    block: i64,
-    next: u64,
-}
-
-impl Postgres {
-    fn fences(&self) -> std::sync::MutexGuard<'_, Fences> {
-        // Two plain numbers, updated together: a poisoned lock still holds a valid pair.
-        self.fences.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The block a take presents to the server: the one owned, or `-1` (no sequence
-    /// value) when it is used up, so that the statement takes a new one.
-    fn presented_block(&self) -> i64 {
-        let fences = self.fences();
-        if fences.next >> BLOCK_BITS == 0 {
-            fences.block
-        } else {
-            -1
-        }
-    }
-
-    /// The token of a granted take whose statement answered `answer`: `0` if the
-    /// presented block was still the sequence's latest, or else the new block it took.
-    /// `None` if the owned block is used up (another take used its last token since).
-    ///
-    /// A block owned now is at least the presented one, and every block of this backend
-    /// was taken after the check of any answer that reaches here with a smaller one, so
-    /// the newest block is always safe to use.
-    fn token(&self, answer: i64) -> Option<u64> {
-        let mut fences = self.fences();
-        if answer > fences.block {
-            fences.block = answer;
-            fences.next = 0;
-        }
-        if fences.next >> BLOCK_BITS != 0 {
-            return None;
-        }
-        let token = (fences.block as u64) << BLOCK_BITS | fences.next;
-        fences.next += 1;
-        Some(token)
-    }
-
-    /// The token of a granted take: from the statement's answer, or, in the rare case the
-    /// block ran out meanwhile, from a new block taken on the same session.
-    async fn fence(&self, conn: &mut PgConn, answer: i64) -> Result<u64, BoxError> {
-        let mut answer = answer;
-        loop {
-            if let Some(token) = self.token(answer) {
-                return Ok(token);
-            }
-            answer = sqlx::query_scalar("SELECT nextval('lockattr_fence')")
-                .fetch_one(&mut conn.conn)
-                .await
-                .map_err(|e| self.secrets.error(e))?;
-        }
-    }
 }
 
 /// A session and the `idle_session_timeout` it was last given.
@@ -379,117 +319,9 @@ impl SessionSql for Postgres {
     }
 }
 
-/// Creates the fencing sequence if it is missing (several processes may race to).
-async fn ensure_sequence(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let exists = "SELECT to_regclass('lockattr_fence') IS NOT NULL";
-    if sqlx::query_scalar::<_, bool>(exists)
-        .fetch_one(&mut *conn)
-        .await?
-    {
-        return Ok(());
-    }
-    match sqlx::query("CREATE SEQUENCE IF NOT EXISTS lockattr_fence")
-        .execute(&mut *conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Created by another process at the same moment.
-        Err(e) => match sqlx::query_scalar::<_, bool>(exists)
-            .fetch_one(&mut *conn)
-            .await?
-        {
-            true => Ok(()),
-            false => Err(e),
-        },
-    }
-}
-
-/// Opens `postgres://…`: checks the URL, connects once (an unreachable server is an
-/// error here) and creates the fencing sequence if missing.
-pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, LockError> {
-    let client = client_url(url, "postgres", crate::backend::POSTGRES_CLIENT_PARAMS)?;
-    let options = SessionOptions::from_url(url)?;
-    let secrets = url.secrets();
-    let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
-    let mut connect_options = PgConnectOptions::from_str(&client)
-        .map_err(|e| {
-            url.invalid(format!(
-                "not a PostgreSQL URL: {}",
-                secrets.scrub(&e.to_string())
-            ))
-        })?
-        .disable_statement_logging();
-    if !url.params.contains_key("application_name") {
-        connect_options = connect_options.application_name("lockattr");
-    }
-    let dialect = Postgres {
-        options: connect_options,
-        secrets: secrets.clone(),
-        fences: Default::default(),
-    };
-    let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
-    let version: i32 = options
-        .statement(async {
-            sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-                .fetch_one(&mut first.conn)
-                .await
-                .map_err(|e| secrets.error(e))
-        })
-        .await
-        .map_err(failed)?;
-    if version < 140_000 {
-        return Err(failed(
-            format!(
-                "PostgreSQL {version} is too old: session locks need `idle_session_timeout` \
-                 (PostgreSQL 14 or later) for the server to end a stalled holder's locks"
-            )
-            .into(),
-        ));
-    }
-    options
-        .statement(async {
-            ensure_sequence(&mut first.conn)
-                .await
-                .map_err(|e| secrets.error(e))
-        })
-        .await
-        .map_err(failed)?;
-    Ok(SessionBackend::new(dialect, first, usize::MAX, options))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dialect() -> Postgres {
-        Postgres {
-            options: PgConnectOptions::new(),
-            secrets: Secrets::default(),
-            fences: Default::default(),
-        }
-    }
-
-    #[test]
-    fn tokens_count_up_within_a_block_and_jump_to_a_new_one() {
-        let pg = dialect();
-        assert_eq!(pg.presented_block(), 0, "no block yet");
-        assert_eq!(pg.token(7), Some(7 << BLOCK_BITS));
-        assert_eq!(pg.presented_block(), 7);
-        assert_eq!(pg.token(0), Some((7 << BLOCK_BITS) + 1));
-        // A stale new block (smaller than the one owned) never lowers the tokens.
-        assert_eq!(pg.token(5), Some((7 << BLOCK_BITS) + 2));
-        assert_eq!(pg.token(9), Some(9 << BLOCK_BITS));
-    }
-
-    #[test]
-    fn a_used_up_block_is_never_overrun() {
-        let pg = dialect();
-        assert!(pg.token(3).is_some());
-        pg.fences().next = 1 << BLOCK_BITS;
-        assert_eq!(pg.presented_block(), -1, "a take must ask for a new block");
-        assert_eq!(pg.token(0), None, "no token past the block's end");
-        assert_eq!(pg.token(4), Some(4 << BLOCK_BITS));
-    }
 
     /// Fixed vectors (checked with `printf %s KEY | sha256sum`): changing them moves every
     /// key of a released version to another advisory lock.
