@@ -22,8 +22,40 @@ use suite::{block_on, take, unique};
 
 /// Runs one statement with `psql` on the test database and returns its unaligned output.
 fn psql(sql: &str) -> String {
+    psql_on(&postgres_url(), sql)
+}
+
+/// The test server's URL split at the login and the database: `(scheme://, login, @host/,
+/// database)`.
+fn url_parts() -> (String, String, String, String) {
+    let url = postgres_url();
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (login, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    (
+        format!("{scheme}://"),
+        login.to_owned(),
+        host.to_owned(),
+        database.split('?').next().unwrap().to_owned(),
+    )
+}
+
+/// The test server's URL with another database.
+fn pg_url_on(database: &str) -> String {
+    let (scheme, login, host, _) = url_parts();
+    format!("{scheme}{login}@{host}/{database}")
+}
+
+/// The test server's URL logging in as `role` (no password: the test server trusts it).
+fn pg_url_as(role: &str) -> String {
+    let (scheme, _, host, database) = url_parts();
+    format!("{scheme}{role}@{host}/{database}")
+}
+
+/// Runs one statement with `psql` on `url`'s database and returns its unaligned output.
+fn psql_on(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .arg(postgres_url())
+        .arg(url)
         .args(["-XAtc", sql])
         .output()
         .expect("psql runs");
@@ -275,4 +307,110 @@ fn refused_password_is_never_shown() {
     block_on(async {
         connect(&server.url("postgres", Some("lockattr-right-Pw"))).await;
     });
+}
+
+// ---- the set-up checks of `open` ----------------------------------------------------------
+
+/// Drops a role made for one test, however the test ends.
+struct DropRole(String);
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        let role = &self.0;
+        psql(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
+    }
+}
+
+/// A role that may not use the fencing sequence is refused at `open`, with the GRANT that
+/// fixes it, instead of failing every take; granted it, the role takes locks.
+#[test]
+fn a_role_without_fence_privileges_is_refused_at_open() {
+    block_on(async {
+        // The sequence exists (created by a role that may).
+        connect(&postgres_url()).await;
+        let role = format!("lockattr_test_noprivs_{}", std::process::id());
+        psql(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN"
+        ));
+        let _drop = DropRole(role.clone());
+        let e = lockattr::connect(&pg_url_as(&role)).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+        assert!(
+            msg.contains("lockattr_fence")
+                && msg.contains(&format!(
+                    "GRANT USAGE ON SEQUENCE lockattr_fence TO {role};"
+                )),
+            "{msg}"
+        );
+        psql(&format!("GRANT USAGE ON SEQUENCE lockattr_fence TO {role}"));
+        let locks = connect(&pg_url_as(&role)).await;
+        let guard = take(&locks, unique("granted"), Duration::from_secs(30))
+            .await
+            .expect("the granted role takes a free key");
+        guard.release().await.unwrap();
+    });
+}
+
+/// A database of its own for one test, dropped (with its sessions) however the test ends.
+struct ScratchDatabase(String);
+
+impl ScratchDatabase {
+    fn create(name: &str) -> Self {
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&format!("CREATE DATABASE {name}"));
+        ScratchDatabase(name.to_owned())
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+    }
+}
+
+/// "Mixed versions": the sequence records the storage format it was set up with, and a
+/// server set up by a newer format is refused with a message that says to upgrade.
+#[test]
+fn a_newer_storage_format_is_refused() {
+    let db = ScratchDatabase::create(&format!("lockattr_test_format_{}", std::process::id()));
+    let url = pg_url_on(&db.0);
+    let comment = "SELECT obj_description('lockattr_fence'::regclass, 'pg_class')";
+    block_on(async {
+        drop(connect(&url).await);
+        assert_eq!(psql_on(&url, comment), "lockattr format 1");
+        psql_on(
+            &url,
+            "COMMENT ON SEQUENCE lockattr_fence IS 'lockattr format 2'",
+        );
+        let e = lockattr::connect(&url).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+        assert!(
+            msg.contains("lockattr_fence") && msg.contains("format 2") && msg.contains("upgrade"),
+            "{msg}"
+        );
+        // A sequence left unmarked (as an older lockattr left it) is marked at open.
+        psql_on(&url, "COMMENT ON SEQUENCE lockattr_fence IS NULL");
+        drop(connect(&url).await);
+        assert_eq!(psql_on(&url, comment), "lockattr format 1");
+    });
+}
+
+/// `synchronous_commit = off` for the backend's role is warned about at open: a crash can
+/// give a fencing block out twice. The default says nothing.
+#[test]
+fn asynchronous_commit_is_warned_about() {
+    let (locks, logged) = session::with_logs(lockattr::connect(&with_param(
+        &postgres_url(),
+        "options=-c%20synchronous_commit%3Doff",
+    )));
+    locks.expect("connects");
+    assert!(
+        logged.contains("WARN") && logged.contains("synchronous_commit") && logged.contains("2^20"),
+        "{logged}"
+    );
+    let (locks, logged) = session::with_logs(lockattr::connect(&postgres_url()));
+    locks.expect("connects");
+    assert!(!logged.contains("synchronous_commit"), "{logged}");
 }

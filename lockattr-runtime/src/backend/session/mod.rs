@@ -262,6 +262,21 @@ impl<D: SessionSql> Backend for SessionBackend<D> {
     }
 }
 
+/// The comment that records the storage format ([`FORMAT`](super::FORMAT)) on a session
+/// backend's fencing sequence or counter table (`docs/design.md`, "Mixed versions").
+pub(crate) fn format_comment() -> String {
+    format!("lockattr format {}", super::FORMAT)
+}
+
+/// The storage format a comment records, if it is one of [`format_comment`]'s.
+pub(crate) fn parse_format_comment(comment: &str) -> Option<u32> {
+    comment
+        .strip_prefix("lockattr format ")?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Checks a session backend URL's parameters (`client`: those its sqlx driver reads) and
 /// `?mode=`, and rebuilds the URL for sqlx without lockattr's own parameters.
 pub(crate) fn client_url(

@@ -5,7 +5,7 @@ use super::{PgConn, Postgres};
 use crate::error::BoxError;
 
 /// A fencing token is `block << BLOCK_BITS | n`.
-const BLOCK_BITS: u32 = 20;
+pub(super) const BLOCK_BITS: u32 = 20;
 
 /// The fencing block this backend owns (`0`: none yet) and the next `n` in it.
 #[derive(Default)]

@@ -38,7 +38,18 @@
 //!   manage the schema yourself: `CREATE SEQUENCE IF NOT EXISTS lockattr_fence;` (plain,
 //!   `CACHE 1`: a cached sequence hands out numbers out of order between sessions), and
 //!   grant the backend's role `USAGE` (or `SELECT` and `UPDATE`) on it: the check reads
-//!   it with `pg_sequence_last_value`, which needs `SELECT` or `USAGE`.
+//!   it with `pg_sequence_last_value`, which needs `SELECT` or `USAGE`, and `nextval`
+//!   needs `USAGE` or `UPDATE`. `open` checks these privileges and fails naming the
+//!   `GRANT` to run, rather than every take failing later.
+//! - **`synchronous_commit = off`** (for the backend's role or database) breaks the "never
+//!   goes back" above: a server crash can lose the latest `nextval`, and the same block,
+//!   2²⁰ tokens, is then handed out again. `open` reads `SHOW synchronous_commit` and
+//!   logs a warning (`tracing::warn!`) when it is `off`; keep it `on` (or `local`).
+//! - **Storage format** (`docs/design.md`, "Mixed versions"): recorded as the sequence's
+//!   comment, `COMMENT ON SEQUENCE lockattr_fence IS 'lockattr format 1'`, when the backend
+//!   creates it (or finds it without a comment and owns it). `open` refuses a sequence
+//!   whose comment records a newer format, saying to upgrade; a comment of your own is
+//!   left alone. Managing the schema yourself, add that comment too.
 //! - **Timeouts** (`docs/design.md`, "Timeouts"): `connect_timeout_ms` (default 5000)
 //!   bounds opening a session, `timeout_ms` (default 5000) every statement that does not
 //!   wait in the server; a wait in the server's queue is bounded by its wait plus
