@@ -254,3 +254,42 @@ fn refused_password_is_never_shown() {
     );
     session::refused_password_is_never_shown(&url, wrong, "Access denied");
 }
+
+/// "Mixed versions": the sequence records the storage format it was set up with, and a
+/// server set up by a newer format is refused with a message that says to upgrade.
+#[test]
+fn a_newer_storage_format_is_refused() {
+    let db = format!("lockattr_test_format_{}", std::process::id());
+    mariadb(&format!("DROP DATABASE IF EXISTS {db}"));
+    let url = my_url(&db);
+    let comment = format!(
+        "SELECT table_comment FROM information_schema.tables \
+         WHERE table_schema = '{db}' AND table_name = 'lockattr_fence'"
+    );
+    let checked = std::panic::catch_unwind(|| {
+        block_on(async {
+            drop(connect(&url).await);
+            assert_eq!(mariadb(&comment), "lockattr format 1");
+            mariadb(&format!(
+                "ALTER TABLE {db}.lockattr_fence COMMENT = 'lockattr format 2'"
+            ));
+            let e = lockattr::connect(&url).await.unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+            assert!(
+                msg.contains("lockattr_fence")
+                    && msg.contains("format 2")
+                    && msg.contains("upgrade"),
+                "{msg}"
+            );
+            // A sequence left unmarked (as an older lockattr left it) is marked at open.
+            mariadb(&format!("ALTER TABLE {db}.lockattr_fence COMMENT = ''"));
+            drop(connect(&url).await);
+            assert_eq!(mariadb(&comment), "lockattr format 1");
+        })
+    });
+    mariadb(&format!("DROP DATABASE IF EXISTS {db}"));
+    if let Err(panic) = checked {
+        std::panic::resume_unwind(panic);
+    }
+}

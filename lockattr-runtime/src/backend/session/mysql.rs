@@ -26,6 +26,11 @@
 //!   (`CREATE TABLE IF NOT EXISTS lockattr_fence_counter (id TINYINT PRIMARY KEY,
 //!   fence BIGINT UNSIGNED NOT NULL)`) is incremented with `LAST_INSERT_ID(fence + 1)` in a
 //!   second statement after a successful `GET_LOCK`.
+//! - **Storage format** (`docs/design.md`, "Mixed versions"): recorded as the comment of the
+//!   sequence (MariaDB) or counter table (MySQL), `COMMENT = 'lockattr format 1'`, when the
+//!   backend creates it (or finds it without a comment: `ALTER TABLE … COMMENT`). `open`
+//!   refuses one whose comment records a newer format, saying to upgrade; a comment of
+//!   your own is left alone.
 //! - **Timeouts** (`docs/design.md`, "Timeouts"): `connect_timeout_ms` (default 5000)
 //!   bounds opening a session, `timeout_ms` (default 5000) every statement that does not
 //!   wait in the server; a `GET_LOCK` wait is bounded by its wait plus `timeout_ms`. A
@@ -39,7 +44,10 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
-use super::{client_url, SessionBackend, SessionOptions, SessionSql};
+use super::{
+    client_url, format_comment, parse_format_comment, SessionBackend, SessionOptions, SessionSql,
+};
+use crate::backend::{format_refused, FORMAT};
 use crate::error::{BoxError, LockError};
 use crate::url::{BackendUrl, Secrets};
 
@@ -215,8 +223,13 @@ impl SessionSql for MySql {
     }
 }
 
-/// Creates the fencing sequence (MariaDB) or counter table (MySQL) if missing.
-async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), sqlx::Error> {
+/// Creates the fencing sequence (MariaDB) or counter table (MySQL) if missing, with the
+/// storage format recorded as its comment (and records it on one an older lockattr left
+/// without). Returns the format recorded, `None` if there is none.
+async fn ensure_fence(
+    conn: &mut MySqlConnection,
+    sequence: bool,
+) -> Result<Option<u32>, sqlx::Error> {
     let name = if sequence {
         "lockattr_fence"
     } else {
@@ -224,32 +237,51 @@ async fn ensure_fence(conn: &mut MySqlConnection, sequence: bool) -> Result<(), 
     };
     // Look before creating: `CREATE … IF NOT EXISTS` takes a metadata lock that waits for
     // every running statement that uses the object.
-    let exists: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables \
+    let comment: Option<String> = sqlx::query_scalar(
+        "SELECT table_comment FROM information_schema.tables \
          WHERE table_schema = DATABASE() AND table_name = ?",
     )
     .bind(name)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if exists > 0 {
-        return Ok(());
+    let marker = format_comment();
+    match comment.as_deref() {
+        // A comment of the operator's own is left alone.
+        Some(comment) if !comment.is_empty() => return Ok(parse_format_comment(comment)),
+        Some(_) => {
+            // The names and the comment are constants, never user input.
+            let sql = format!("ALTER TABLE {name} COMMENT = '{marker}'");
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+                tracing::debug!(
+                    backend = MySql::KIND,
+                    error = %e,
+                    "could not record the storage format on `{name}`"
+                );
+                return Ok(None);
+            }
+            return Ok(Some(FORMAT));
+        }
+        None => {}
     }
     if sequence {
-        sqlx::query("CREATE SEQUENCE IF NOT EXISTS lockattr_fence")
+        let sql = format!("CREATE SEQUENCE IF NOT EXISTS lockattr_fence COMMENT = '{marker}'");
+        sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut *conn)
             .await?;
     } else {
-        sqlx::query(
+        let sql = format!(
             "CREATE TABLE IF NOT EXISTS lockattr_fence_counter \
-             (id TINYINT PRIMARY KEY, fence BIGINT UNSIGNED NOT NULL) ENGINE = InnoDB",
-        )
-        .execute(&mut *conn)
-        .await?;
+             (id TINYINT PRIMARY KEY, fence BIGINT UNSIGNED NOT NULL) ENGINE = InnoDB \
+             COMMENT = '{marker}'"
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("INSERT IGNORE INTO lockattr_fence_counter (id, fence) VALUES (1, 0)")
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(Some(FORMAT))
 }
 
 /// Opens `mysql://…` / `mariadb://…`: checks the URL, connects once (an unreachable server
@@ -284,7 +316,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
         .await
         .map_err(failed)?;
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
-    options
+    let format = options
         .statement(async {
             ensure_fence(&mut first.conn, mariadb)
                 .await
@@ -292,6 +324,16 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
         })
         .await
         .map_err(failed)?;
+    match format {
+        Some(found) if found > FORMAT => {
+            let place = match mariadb {
+                true => "the MariaDB sequence `lockattr_fence`",
+                false => "the MySQL table `lockattr_fence_counter`",
+            };
+            return Err(format_refused(url, place, found));
+        }
+        _ => {}
+    }
     let max_name = if mariadb {
         MARIADB_MAX_NAME
     } else {
