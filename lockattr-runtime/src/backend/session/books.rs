@@ -53,6 +53,9 @@ pub(super) struct Lease<K> {
     pub(super) owner: OwnerToken,
     pub(super) lock_key: K,
     pub(super) expires: Instant,
+    /// A release of it is on its way: it still counts for the session's idle limit (the
+    /// server holds it until the unlock), no longer for the keeper's expiry and heartbeats.
+    pub(super) releasing: bool,
 }
 
 /// One database session: its connection (`None` once closed) and its signals.
@@ -162,6 +165,7 @@ impl<D: SessionSql> SessionPool<D> {
                 owner,
                 lock_key,
                 expires,
+                releasing: false,
             },
         );
         pooled.last_used = now;
@@ -194,8 +198,16 @@ impl<D: SessionSql> SessionPool<D> {
         }
     }
 
-    /// Takes a live lease of `owner` out of the books: the session that holds it.
-    pub(super) fn take_lease(
+    /// Marks a live lease of `owner` as being released: the session that holds it, and the
+    /// server's name for the lock.
+    ///
+    /// The lease stays on the books, counted in its session's idle limit, until the
+    /// release holds the connection and sends the unlock ([`end_lease`](Self::end_lease)).
+    /// Taken off at once, a heartbeat sent in between (the keeper may have the connection
+    /// first) would set the limit of the session's other leases only, or none at all if
+    /// it was the last: a stall before the unlock would then keep the key held for
+    /// nobody, past its ttl.
+    pub(super) fn start_release(
         &self,
         key: &str,
         owner: &OwnerToken,
@@ -209,18 +221,29 @@ impl<D: SessionSql> SessionPool<D> {
         if o != *owner {
             return None;
         }
-        let now = Instant::now();
         let pooled = books.sessions.get_mut(&session)?;
-        let lease = pooled.leases.remove(key)?;
-        if lease.expires <= now {
+        let lease = pooled.leases.get_mut(key)?;
+        if lease.expires <= Instant::now() {
             // Expired: the keeper unlocks it.
-            pooled.leases.insert(key.to_owned(), lease);
             return None;
         }
+        lease.releasing = true;
         // Until the server has it back, no other take of this backend may reach it (the
         // same session would grant it again, re-entrantly).
         *entry = KeyHolder::Pending(*owner);
-        Some((pooled.session.clone(), lease.lock_key))
+        Some((pooled.session.clone(), lease.lock_key.clone()))
+    }
+
+    /// Takes a lease being released off the books, right before its unlock statement;
+    /// called while holding the session's connection. Returns the session's idle limit
+    /// without it, for that statement.
+    pub(super) fn end_lease(&self, session: &Session<D>, key: &str) -> Option<Duration> {
+        let mut books = self.books();
+        let pooled = books.sessions.get_mut(&session.id)?;
+        if pooled.leases.get(key).is_some_and(|l| l.releasing) {
+            pooled.leases.remove(key);
+        }
+        Self::idle_limit(&pooled.leases, None, Instant::now())
     }
 
     /// The idle limit of a session's leases as they are now; called while holding the

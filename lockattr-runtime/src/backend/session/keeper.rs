@@ -33,8 +33,14 @@ pub(super) async fn keeper<D: SessionSql>(pool: Weak<SessionPool<D>>, session: A
                 strong.kill(&session, "removed from the pool");
                 continue;
             };
-            let first = pooled.leases.values().map(|l| l.expires).min();
-            let surplus = first.is_none()
+            // A lease being released is its release's to unlock.
+            let first = pooled
+                .leases
+                .values()
+                .filter(|l| !l.releasing)
+                .map(|l| l.expires)
+                .min();
+            let surplus = pooled.leases.is_empty()
                 && !pooled.reserved
                 && session.statements.load(Ordering::Relaxed) == 0
                 && hosting > MAX_HOSTING;
@@ -125,7 +131,7 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
 }
 
 /// Unlocks the session's expired leases, or sends a heartbeat if it has been idle.
-async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D>>) {
+pub(super) async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D>>) {
     let _using = UsingSession::new(session);
     let mut conn = session.conn.lock().await;
     let Some(conn) = conn.as_mut() else {
@@ -140,7 +146,7 @@ async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D
         let expired_keys: Vec<String> = pooled
             .leases
             .iter()
-            .filter(|(_, l)| l.expires <= now)
+            .filter(|(_, l)| l.expires <= now && !l.releasing)
             .map(|(k, _)| k.clone())
             .collect();
         let mut expired = Vec::with_capacity(expired_keys.len());
@@ -149,6 +155,7 @@ async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D
                 expired.push(lease.lock_key);
             }
         }
+        // Counts the leases being released: their unlock is not sent yet.
         let idle = SessionPool::<D>::idle_limit(&pooled.leases, None, now);
         let beat = now >= pooled.last_used + HEARTBEAT;
         for key in &expired_keys {

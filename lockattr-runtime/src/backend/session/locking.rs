@@ -201,7 +201,7 @@ impl<D: SessionSql> SessionPool<D> {
         key: &str,
         owner: &OwnerToken,
     ) -> BackendResult<bool> {
-        let Some((session, lock_key)) = self.take_lease(key, owner) else {
+        let Some((session, lock_key)) = self.start_release(key, owner) else {
             return Ok(false);
         };
         let _pending = PendingClaim {
@@ -218,7 +218,7 @@ impl<D: SessionSql> SessionPool<D> {
             unanswered.answered();
             return Ok(false);
         };
-        let idle = self.current_idle_limit(&session);
+        let idle = self.end_lease(&session, key);
         let unlock = self.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
         let released = self.options.statement(unlock).await;
         unanswered.answered();

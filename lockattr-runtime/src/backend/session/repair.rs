@@ -76,7 +76,9 @@ impl<D: SessionSql> Drop for UnansweredStatement<'_, D> {
                     let mut conn = session.conn.lock().await;
                     match conn.as_mut() {
                         Some(conn) => {
-                            let idle = pool.current_idle_limit(&session);
+                            // A release given up before its unlock left its lease on
+                            // the books; a take, none.
+                            let idle = pool.end_lease(&session, &repair_key);
                             let unlock =
                                 pool.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
                             pool.options.statement(unlock).await.map(drop)

@@ -375,4 +375,61 @@ mod tests {
         assert!(!must_set(Some(KEEP_WHEN_EMPTY_MS), 0));
         assert!(must_set(Some(KEEP_WHEN_EMPTY_MS - 1), 0));
     }
+
+    /// The heartbeat race: a heartbeat that reaches the session between a release's
+    /// start (its lease marked on the books) and its unlock statement keeps the idle limit
+    /// that lease needs; before, it counted the session's other leases only (here none) and
+    /// lifted the limit (`0`), so a stall in that window kept the key held for nobody. The
+    /// window is held open deterministically by calling the steps in order, on the real
+    /// server (`LOCKATTR_TEST_POSTGRES_URL`, else the local one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_before_a_release_keeps_the_idle_limit() {
+        use crate::backend::session::keeper::tend;
+        use crate::backend::{Acquire, AttemptClock, Backend};
+        use crate::token::OwnerToken;
+        use crate::url::BackendUrl;
+        use std::time::Instant;
+
+        let url = std::env::var("LOCKATTR_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let url = BackendUrl::parse(&url).unwrap();
+        let backend = open(&url).await.expect("PostgreSQL answers");
+        let key = format!("lockattr:heartbeat-race-{}", std::process::id());
+        let owner = OwnerToken::random().unwrap();
+        let clock = AttemptClock::default();
+        let take = Acquire {
+            key: &key,
+            owner: &owner,
+            ttl: Duration::from_secs(30),
+            attempt: &clock,
+        };
+        backend
+            .try_acquire(take)
+            .await
+            .unwrap()
+            .expect("a free key");
+        let pool = &backend.pool;
+        // The release's first step, then a heartbeat that is due.
+        let (session, _) = pool.start_release(&key, &owner).expect("held");
+        if let Some(pooled) = pool.books().sessions.get_mut(&session.id) {
+            pooled.last_used = Instant::now() - 2 * HEARTBEAT;
+        }
+        tend(pool, &session).await;
+        let limit: String = {
+            let mut conn = session.conn.lock().await;
+            let conn = &mut conn.as_mut().expect("the session is open").conn;
+            sqlx::query_scalar("SHOW idle_session_timeout")
+                .fetch_one(conn)
+                .await
+                .unwrap()
+        };
+        assert_ne!(
+            limit, "0",
+            "the heartbeat lifted the idle limit of a held key"
+        );
+        // The release goes on as usual.
+        assert!(backend.release(&key, &owner, Duration::ZERO).await.is_ok());
+    }
 }
