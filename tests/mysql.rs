@@ -187,6 +187,17 @@ fn thousand_locks_use_at_most_eight_connections() {
     });
 }
 
+/// Lock names are server-wide: the holder and the waiters share them from two databases.
+#[test]
+fn waiters_beyond_max_waiting_wait_in_the_process() {
+    let db = "lockattr_test_max_waiting";
+    block_on(session::waiters_beyond_max_waiting_wait_in_the_process(
+        &my_url("lockattr_test_max_waiting_holder"),
+        &format!("{}?max_waiting=2", my_url(db)),
+        || my_sessions(db),
+    ));
+}
+
 #[test]
 fn abandoned_statements_are_repaired() {
     block_on(session::abandoned_statements_are_repaired(&my_url(

@@ -233,6 +233,16 @@ fn thousand_locks_use_at_most_eight_connections() {
 }
 
 #[test]
+fn waiters_beyond_max_waiting_wait_in_the_process() {
+    let app = "lockattr-test-max-waiting";
+    block_on(session::waiters_beyond_max_waiting_wait_in_the_process(
+        &pg_url("lockattr-test-max-waiting-holder"),
+        &with_param(&pg_url(app), "max_waiting=2"),
+        || pg_sessions(app),
+    ));
+}
+
+#[test]
 fn abandoned_statements_are_repaired() {
     block_on(session::abandoned_statements_are_repaired(&pg_url(
         "lockattr-test-abandon",

@@ -344,3 +344,48 @@ pub fn refused_password_is_never_shown(url: &str, password: &str, refusal: &str)
         assert!(!text.contains(password), "the password shows in: {text}");
     }
 }
+
+/// Waiting acquires hold a session each only up to `max_waiting` (here 2, set in
+/// `waiters_url`): six waiters on one handle use at most 2 waiting sessions (`sessions`
+/// counts that handle's sessions on the server), the rest wait in the process, and every
+/// one gets the key in turn once the holder (on `holder_url`) lets it go. A waiter whose
+/// deadline comes while it waits in the process times out like any other.
+pub async fn waiters_beyond_max_waiting_wait_in_the_process(
+    holder_url: &str,
+    waiters_url: &str,
+    sessions: impl Fn() -> usize,
+) {
+    let key = unique("max-waiting");
+    let ttl = Duration::from_secs(30);
+    let holder = connect(holder_url).await;
+    let held = take(&holder, &key, ttl).await.expect("a free key");
+    let locks = connect(waiters_url).await;
+    let mut waiters = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (locks, key) = (locks.clone(), key.clone());
+        waiters.spawn(async move {
+            let guard = locks
+                .lock(&key)
+                .ttl(ttl)
+                .acquire(Duration::from_secs(60))
+                .await?;
+            guard.release().await
+        });
+    }
+    // The waiters have had time to take every session they can.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting = sessions();
+    let late = locks
+        .lock(&key)
+        .ttl(ttl)
+        .acquire(Duration::from_millis(300))
+        .await
+        .expect_err("the key is held");
+    assert!(matches!(late, LockError::Timeout { .. }), "{late}");
+    // Its first session (taken by a waiter) and one more; one spare for a pooled session.
+    assert!(waiting <= 3, "{waiting} sessions for 6 waiters");
+    held.release().await.unwrap();
+    while let Some(waited) = waiters.join_next().await {
+        waited.unwrap().expect("every waiter gets the key in turn");
+    }
+}

@@ -122,6 +122,21 @@ impl<D: SessionSql> SessionPool<D> {
         if wait < Duration::from_millis(1) {
             return self.try_acquire(req).await;
         }
+        // At most `max_waiting` acquires wait on sessions of their own; the others wait
+        // here, in order, for one of them to end. One whose deadline comes first still
+        // gets a try: the key may have been free all along.
+        let _waiting_session = match self.waiting_sessions.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let queued =
+                    tokio::time::timeout_at(deadline.into(), self.waiting_sessions.acquire());
+                match queued.await {
+                    Ok(Ok(permit)) => permit,
+                    // Timed out (the semaphore is never closed).
+                    _ => return self.try_acquire(req).await,
+                }
+            }
+        };
         let lock_key = self.sql.lock_key(req.key);
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());

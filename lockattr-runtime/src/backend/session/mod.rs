@@ -10,7 +10,10 @@
 //! locks use at most 8 connections. A waiting acquire needs a session of its own for the
 //! wait, because the server parks the whole session in its lock queue: it takes an empty
 //! session of the pool, or opens one; once granted, that session joins the pool, which
-//! shrinks back to [`MAX_HOSTING`] as sessions become empty.
+//! shrinks back to [`MAX_HOSTING`] as sessions become empty. At most `max_waiting` (a URL
+//! parameter, default 32) acquires wait on sessions of their own at once; the others wait
+//! in the process, first come first served, for one of those waits to end, so a backend
+//! never uses more than 8 + `max_waiting` connections however many tasks wait.
 //!
 //! Both servers' locks are re-entrant within one session. The backend therefore keeps an
 //! index of the keys it holds and refuses a second take of a held key before it reaches the
@@ -175,6 +178,9 @@ pub(crate) struct SessionBackend<D: SessionSql> {
 struct SessionPool<D: SessionSql> {
     sql: D,
     options: SessionOptions,
+    /// One permit per session that may wait in the server's queue (`max_waiting`);
+    /// tokio's semaphore hands them out first come, first served.
+    waiting_sessions: tokio::sync::Semaphore,
     books: Mutex<Books<D>>,
     next_id: AtomicU64,
 }
@@ -185,6 +191,7 @@ impl<D: SessionSql> SessionBackend<D> {
     pub(crate) fn new(sql: D, first: D::Conn, max_key_len: usize, options: SessionOptions) -> Self {
         let pool = Arc::new(SessionPool {
             sql,
+            waiting_sessions: tokio::sync::Semaphore::new(options.max_waiting),
             options,
             books: Mutex::new(Books {
                 sessions: HashMap::default(),

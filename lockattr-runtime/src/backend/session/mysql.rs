@@ -1,7 +1,7 @@
 //! `mysql://` (or `mariadb://`): MySQL / MariaDB user-level locks (`GET_LOCK`).
 //!
 //! ```text
-//! mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&ssl-mode=…]
+//! mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&max_waiting=…&ssl-mode=…]
 //! ```
 //!
 //! - **Keys**: the stored key (prefix + key) is the lock name. Names longer than the server
@@ -12,7 +12,8 @@
 //!   (they exclude each other; no two holders ever share one key).
 //! - **Sessions**: as for PostgreSQL: the backend's own
 //!   connections, at most 8 holding any number of locks, one more per waiter while it
-//!   waits. `GET_LOCK` is re-entrant within a session; the backend refuses a second take of
+//!   waits, up to `max_waiting` (default 32; more waiters queue in the process, first come
+//!   first served). `GET_LOCK` is re-entrant within a session; the backend refuses a second take of
 //!   a key it holds before asking the server, so re-entrancy never shows.
 //! - **Expiry**: enforced by the server through `SET SESSION wait_timeout`, kept at the
 //!   earliest deadline of the session's leases plus 0.5 s, rounded up to whole seconds

@@ -1,9 +1,13 @@
 //! The session backends' own URL parameters, read in one place.
 //!
+//! With the defaults, one backend uses at most 8 sessions to hold locks (any number) plus
+//! one per waiting acquire, at most `max_waiting`: 40 connections.
+//!
 //! | parameter | default | what it bounds |
 //! | --- | --- | --- |
 //! | `connect_timeout_ms` | 5000 | opening a session: TCP, TLS and login |
 //! | `timeout_ms` | 5000 | every statement that does not wait in the server (take, release, heartbeat, set-up); a wait in the server's queue is bounded by its own wait plus this |
+//! | `max_waiting` | 32 | how many `acquire(wait)`s of the backend wait in the server's queue at once, each on a session (connection) of its own; more wait in the process, first come first served, for one of them to end |
 //!
 //! A statement that runs out of time closes its session (the server then frees the
 //! session's locks; its leases are `Lost`), and the error names the parameter and its value.
@@ -18,10 +22,18 @@ use crate::url::BackendUrl;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default of `timeout_ms`.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `max_waiting`.
+const MAX_WAITING: usize = 32;
 
 /// The parameters of a session backend's URL that lockattr reads itself (the rest go to
 /// the driver).
-pub(crate) const OWN_PARAMS: &[&str] = &["prefix", "mode", "connect_timeout_ms", "timeout_ms"];
+pub(crate) const OWN_PARAMS: &[&str] = &[
+    "prefix",
+    "mode",
+    "connect_timeout_ms",
+    "timeout_ms",
+    "max_waiting",
+];
 
 /// A session backend's options, built from its URL.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +42,8 @@ pub(crate) struct SessionOptions {
     pub(crate) connect_timeout: Duration,
     /// `timeout_ms`: the longest a statement may take, past any wait it asks the server for.
     pub(crate) timeout: Duration,
+    /// `max_waiting`: the most acquires that wait in the server's queue at once.
+    pub(crate) max_waiting: usize,
 }
 
 impl SessionOptions {
@@ -38,6 +52,14 @@ impl SessionOptions {
         Ok(SessionOptions {
             connect_timeout: url.millis("connect_timeout_ms", CONNECT_TIMEOUT)?,
             timeout: url.millis("timeout_ms", TIMEOUT)?,
+            max_waiting: match url.params.get("max_waiting") {
+                None => MAX_WAITING,
+                Some(v) => v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    url.invalid(format!(
+                        "`max_waiting` must be a positive number of waiting sessions, not `{v}`"
+                    ))
+                })?,
+            },
         })
     }
 
@@ -143,9 +165,15 @@ mod tests {
         let options = SessionOptions::from_url(&url).unwrap();
         assert_eq!(options.connect_timeout, Duration::from_millis(300));
         assert_eq!(options.timeout, TIMEOUT);
+        assert_eq!(options.max_waiting, MAX_WAITING);
         let url = BackendUrl::parse("postgres://h/db?timeout_ms=0").unwrap();
         let e = SessionOptions::from_url(&url).unwrap_err().to_string();
         assert!(e.contains("timeout_ms"), "{e}");
+        let url = BackendUrl::parse("postgres://h/db?max_waiting=2").unwrap();
+        assert_eq!(SessionOptions::from_url(&url).unwrap().max_waiting, 2);
+        let url = BackendUrl::parse("postgres://h/db?max_waiting=0").unwrap();
+        let e = SessionOptions::from_url(&url).unwrap_err().to_string();
+        assert!(e.contains("max_waiting"), "{e}");
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! `postgres://`: PostgreSQL session-level advisory locks (PostgreSQL 14 or later).
 //!
 //! ```text
-//! postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&sslmode=…&application_name=…]
+//! postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?prefix=…&connect_timeout_ms=…&timeout_ms=…&max_waiting=…&sslmode=…&application_name=…]
 //! ```
 //!
 //! - **Keys**: a stored key (prefix + key) becomes the 64-bit advisory key
@@ -15,8 +15,9 @@
 //!   high 32 bits of the key in `classid` and the low 32 bits in `objid`.
 //! - **Sessions**: the locks live on connections the backend opens itself and shares: at
 //!   most 8 of them hold any number of locks; a wait in the server's queue takes a session
-//!   of its own while it waits. Session locks need a real session: do not point this URL
-//!   at PgBouncer in transaction pooling mode.
+//!   of its own while it waits, at most `max_waiting` of them (default 32; more waiters
+//!   queue in the process, first come first served). Session locks need a real session:
+//!   do not point this URL at PgBouncer in transaction pooling mode.
 //! - **Expiry**: enforced by the server through `idle_session_timeout`, kept by every
 //!   statement at the time left to the earliest deadline of the session's leases plus
 //!   0.5 s (the statement sets it only when that changes: back-to-back takes of one ttl
