@@ -16,14 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockattr::{distributed_lock, LockError};
-use lockattr_tests::{black_hole, mysql_url};
+use lockattr_tests::{black_hole, mysql_url, with_database, with_param};
 use session::connect;
 use suite::{block_on, take, unique};
 
 /// The parts of `mysql_url()` the `mariadb` client needs.
 struct Server {
-    /// `scheme://user[:password]@host[:port]`, without the database.
-    base: String,
     user: String,
     password: Option<String>,
     host: String,
@@ -33,7 +31,7 @@ struct Server {
 
 fn server() -> Server {
     let url = mysql_url();
-    let (scheme, rest) = url.split_once("://").expect("a mysql:// URL");
+    let (_, rest) = url.split_once("://").expect("a mysql:// URL");
     let rest = rest.split('?').next().unwrap();
     let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("root", authority));
@@ -43,7 +41,6 @@ fn server() -> Server {
     };
     let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
     Server {
-        base: format!("{scheme}://{authority}"),
         user: user.to_owned(),
         password,
         host: host.to_owned(),
@@ -89,7 +86,7 @@ fn mariadb(sql: &str) -> String {
 /// backend's sessions can be found.
 fn my_url(db: &str) -> String {
     mariadb(&format!("CREATE DATABASE IF NOT EXISTS {db}"));
-    format!("{}/{db}", server().base)
+    with_database(&mysql_url(), db)
 }
 
 fn my_sessions(db: &str) -> usize {
@@ -193,7 +190,7 @@ fn waiters_beyond_max_waiting_wait_in_the_process() {
     let db = "lockattr_test_max_waiting";
     block_on(session::waiters_beyond_max_waiting_wait_in_the_process(
         &my_url("lockattr_test_max_waiting_holder"),
-        &format!("{}?max_waiting=2", my_url(db)),
+        &with_param(&my_url(db), "max_waiting=2"),
         || my_sessions(db),
     ));
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lockattr::{distributed_lock, LockError, Locks};
-use lockattr_tests::{black_hole, postgres_url, with_param, PrivatePostgres};
+use lockattr_tests::{black_hole, postgres_url, with_database, with_param, PrivatePostgres};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -25,31 +25,17 @@ fn psql(sql: &str) -> String {
     psql_on(&postgres_url(), sql)
 }
 
-/// The test server's URL split at the login and the database: `(scheme://, login, @host/,
-/// database)`.
-fn url_parts() -> (String, String, String, String) {
-    let url = postgres_url();
-    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
-    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-    let (login, host) = authority.rsplit_once('@').unwrap_or(("", authority));
-    (
-        format!("{scheme}://"),
-        login.to_owned(),
-        host.to_owned(),
-        database.split('?').next().unwrap().to_owned(),
-    )
-}
-
 /// The test server's URL with another database.
 fn pg_url_on(database: &str) -> String {
-    let (scheme, login, host, _) = url_parts();
-    format!("{scheme}{login}@{host}/{database}")
+    with_database(&postgres_url(), database)
 }
 
 /// The test server's URL logging in as `role` (no password: the test server trusts it).
 fn pg_url_as(role: &str) -> String {
-    let (scheme, _, host, database) = url_parts();
-    format!("{scheme}{role}@{host}/{database}")
+    let url = postgres_url();
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{role}@{host}")
 }
 
 /// Runs one statement with `psql` on `url`'s database and returns its unaligned output.

@@ -13,6 +13,9 @@
 //! - the handoff latency under contention: from a holder's `release()` to the next
 //!   waiter's `acquire` returning, p50 and p90;
 //! - the connections 1,000 concurrently held locks use.
+//!
+//! The servers are `lockattr_tests::{postgres_url, mysql_url}` (`LOCKATTR_TEST_*_URL`, else
+//! the local ones).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,10 +27,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test?application_name=lockattr-bench";
-const PG_RAW: &str = "postgres://postgres@127.0.0.1:5432/test";
+use lockattr_tests::{mysql_url, postgres_url, with_database, with_param};
+
+/// The MariaDB database of the lockattr handles (so that their sessions can be counted).
 const MY_DB: &str = "lockattr_bench";
-const MY_RAW: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// Pairs per round, rounds per contender (interleaved; the median round counts).
 const PAIRS: usize = 100;
@@ -39,14 +42,14 @@ const CONNECTIONS: usize = 4;
 
 /// A raw connection, without sqlx's statement logging (as lockattr's own connections).
 async fn pg_raw() -> PgConnection {
-    let options = PgConnectOptions::from_str(PG_RAW)
+    let options = PgConnectOptions::from_str(&postgres_url())
         .unwrap()
         .disable_statement_logging();
     PgConnection::connect_with(&options).await.unwrap()
 }
 
 async fn my_raw() -> MySqlConnection {
-    let options = MySqlConnectOptions::from_str(MY_RAW)
+    let options = MySqlConnectOptions::from_str(&mysql_url())
         .unwrap()
         .disable_statement_logging();
     MySqlConnection::connect_with(&options).await.unwrap()
@@ -221,10 +224,11 @@ fn report(name: &str, ours: Vec<f64>, raw: Vec<f64>, raw_fenced: Vec<f64>) {
 }
 
 async fn postgres() {
+    let url = with_param(&postgres_url(), "application_name=lockattr-bench");
     let mut handles = Vec::new();
     let mut raws = Vec::new();
     for _ in 0..CONNECTIONS {
-        handles.push(lockattr::connect(PG).await.unwrap());
+        handles.push(lockattr::connect(&url).await.unwrap());
         raws.push(pg_raw().await);
     }
     let key = format!("bench-solo-{}", std::process::id());
@@ -247,11 +251,10 @@ async fn postgres() {
     drop(handles);
     let mut raw = raws.pop().unwrap();
     report("postgres uncontended", a, b, c);
-    let (p50, p90, n) = handoff(PG).await;
+    let (p50, p90, n) = handoff(&url).await;
     println!("postgres handoff: p50 {p50:?}, p90 {p90:?} over {n} handoffs");
-    let many = lockattr::connect(&format!("{PG_RAW}?application_name=lockattr-bench-many"))
-        .await
-        .unwrap();
+    let many = with_param(&postgres_url(), "application_name=lockattr-bench-many");
+    let many = lockattr::connect(&many).await.unwrap();
     let guards = take_thousand(&many).await;
     let (sessions,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockattr-bench-many'",
@@ -267,14 +270,14 @@ async fn postgres() {
 }
 
 async fn mysql() {
-    let mut raw = MySqlConnection::connect(MY_RAW).await.unwrap();
+    let mut raw = MySqlConnection::connect(&mysql_url()).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE DATABASE IF NOT EXISTS {MY_DB}"
     )))
     .execute(&mut raw)
     .await
     .unwrap();
-    let url = format!("mysql://root@127.0.0.1:3306/{MY_DB}");
+    let url = with_database(&mysql_url(), MY_DB);
     let mut handles = Vec::new();
     let mut raws = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -282,7 +285,7 @@ async fn mysql() {
         raws.push(my_raw().await);
     }
     // The sequence the fenced raw statements use lives in `test`: make sure it exists.
-    lockattr::connect(MY_RAW).await.unwrap();
+    lockattr::connect(&mysql_url()).await.unwrap();
     let key = format!("bench-solo-{}", std::process::id());
     let raw_key = format!("lockattr:bench-raw-{}", std::process::id());
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
@@ -310,7 +313,7 @@ async fn mysql() {
     .execute(&mut raw)
     .await
     .unwrap();
-    let many = lockattr::connect(&format!("mysql://root@127.0.0.1:3306/{many_db}"))
+    let many = lockattr::connect(&with_database(&mysql_url(), many_db))
         .await
         .unwrap();
     let guards = take_thousand(&many).await;

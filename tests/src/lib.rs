@@ -45,6 +45,23 @@ pub fn with_param(url: &str, param: &str) -> String {
     format!("{url}{sep}{param}")
 }
 
+/// `url` (`scheme://[login@]host[:port]/database[?query]`) with another database, the
+/// query kept.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = head.split_once("://").unwrap_or(("", head));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let mut out = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
 /// A TCP listener on 127.0.0.1 that accepts connections and never answers: a server that
 /// hangs. Connections stay open (unanswered) until the process ends. Returns its port.
 pub fn black_hole() -> u16 {
