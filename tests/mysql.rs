@@ -1,8 +1,8 @@
 //! Faults of the `mysql://` / `mariadb://` session backend (`GET_LOCK`) on a real server:
-//! a session killed under a running body, every session of a backend killed between two
-//! acquisitions, a holder whose process stalls, the server-side lock names, and how many
-//! connections 1,000 held locks use. An unreachable server fails these tests; it never
-//! skips them.
+//! the checks both session backends share (`session::shared_tests!`: killed sessions,
+//! stalled holders, abandoned statements, connections used), and MariaDB's own: the lock
+//! names, the storage format, timeouts and passwords. An unreachable server fails these
+//! tests; it never skips them.
 //!
 //! The server is `lockattr_tests::mysql_url()`, driven from outside through the `mariadb`
 //! client, as an operator would; each backend under test runs on a database of its own on
@@ -12,11 +12,10 @@ mod session;
 mod suite;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lockattr::{distributed_lock, LockError};
-use lockattr_tests::{black_hole, mysql_url, with_database, with_param};
+use lockattr::LockError;
+use lockattr_tests::{mysql_url, with_database};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -89,73 +88,37 @@ fn my_url(db: &str) -> String {
     with_database(&mysql_url(), db)
 }
 
-fn my_sessions(db: &str) -> usize {
-    mariadb(&format!(
-        "SELECT COUNT(*) FROM information_schema.processlist WHERE db = '{db}'"
-    ))
-    .parse()
-    .unwrap()
-}
+/// The shared server; a backend's sessions are told apart by their database (lock names
+/// are server-wide, so backends on two databases still share them).
+struct MariaDb;
 
-/// Kills every session on database `db`; how many there were.
-fn my_kill_all(db: &str) -> usize {
-    let ids = mariadb(&format!(
-        "SELECT id FROM information_schema.processlist WHERE db = '{db}'"
-    ));
-    let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
-    for id in &ids {
-        // A session may end by itself meanwhile: ignore the error for that one.
-        let _ = client().args(["-e", &format!("KILL {id}")]).output();
+impl session::Server for MariaDb {
+    fn elsewhere(login: &str, port: u16) -> String {
+        format!("mysql://{login}@127.0.0.1:{port}/test")
     }
-    ids.len()
+
+    fn url(name: &str) -> String {
+        my_url(name)
+    }
+
+    fn session_ids(name: &str) -> String {
+        mariadb(&format!(
+            "SELECT id FROM information_schema.processlist WHERE db = '{name}' ORDER BY id"
+        ))
+    }
+
+    fn kill_all(name: &str) -> usize {
+        let ids = Self::session_ids(name);
+        let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+        for id in &ids {
+            // A session may end by itself meanwhile: ignore the error for that one.
+            let _ = client().args(["-e", &format!("KILL {id}")]).output();
+        }
+        ids.len()
+    }
 }
 
-// ---- a killed session gives Lost to the body ----------------------------------------------
-
-static BODY_FINISHED: AtomicBool = AtomicBool::new(false);
-
-#[distributed_lock(
-    key = "killed:<id>",
-    ttl = "30s",
-    on_conflict = "error",
-    backend = "my-kill"
-)]
-async fn long_body(id: &str, started: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
-    let _ = started.send(());
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    BODY_FINISHED.store(true, Ordering::SeqCst);
-    Ok(())
-}
-
-#[test]
-fn killed_session_gives_lost() {
-    block_on(async {
-        let db = "lockattr_test_kill";
-        lockattr::set_named("my-kill", connect(&my_url(db)).await).unwrap();
-        session::killed_session_is_lost(
-            &my_url("lockattr_test_kill_other"),
-            |id, tx| async move { long_body(&id, tx).await },
-            || my_kill_all(db),
-            &BODY_FINISHED,
-        )
-        .await;
-    });
-}
-
-#[test]
-fn recovers_after_losing_every_session() {
-    block_on(async {
-        let db = "lockattr_test_recover";
-        session::recovers_after_losing_every_session(&my_url(db), || my_kill_all(db)).await;
-    });
-}
-
-#[test]
-fn waits_and_tries_of_one_backend_exclude() {
-    block_on(session::waits_and_tries_of_one_backend_exclude(&my_url(
-        "lockattr_test_wait_try",
-    )));
-}
+session::shared_tests!(MariaDb);
 
 /// MariaDB shows the stored key itself as the lock name.
 #[test]
@@ -176,75 +139,7 @@ fn lock_names_are_the_stored_keys() {
     });
 }
 
-#[test]
-fn thousand_locks_use_at_most_eight_connections() {
-    block_on(async {
-        let db = "lockattr_test_many";
-        session::thousand_locks_use_few_connections(&my_url(db), || my_sessions(db)).await;
-    });
-}
-
-/// Lock names are server-wide: the holder and the waiters share them from two databases.
-#[test]
-fn waiters_beyond_max_waiting_wait_in_the_process() {
-    let db = "lockattr_test_max_waiting";
-    block_on(session::waiters_beyond_max_waiting_wait_in_the_process(
-        &my_url("lockattr_test_max_waiting_holder"),
-        &with_param(&my_url(db), "max_waiting=2"),
-        || my_sessions(db),
-    ));
-}
-
-#[test]
-fn abandoned_statements_are_repaired() {
-    block_on(session::abandoned_statements_are_repaired(&my_url(
-        "lockattr_test_abandon",
-    )));
-}
-
-#[test]
-fn stalled_holder_loses_the_key_to_the_server() {
-    block_on(session::stalled_holder_loses_the_key_to_the_server(
-        &my_url("lockattr_test_stall"),
-    ));
-}
-
-#[test]
-fn idle_pooled_sessions_stay_open() {
-    let db = "lockattr_test_idle";
-    block_on(session::idle_pooled_sessions_stay_open(&my_url(db), || {
-        mariadb(&format!(
-            "SELECT id FROM information_schema.processlist WHERE db = '{db}' ORDER BY id"
-        ))
-    }));
-}
-
-// ---- a server that never answers ----------------------------------------------------------
-
-#[test]
-fn connect_to_a_black_hole_times_out() {
-    let port = black_hole();
-    block_on(session::connect_to_a_black_hole_times_out(&format!(
-        "mysql://root@127.0.0.1:{port}/test?connect_timeout_ms=300"
-    )));
-}
-
 // ---- messages never show the password ----------------------------------------------------
-
-/// An unreachable server is an error at `connect` (never a skipped test or a silent
-/// handle), and its message names the URL without the password.
-#[test]
-fn unreachable_server_fails_without_printing_the_password() {
-    block_on(async {
-        let e = lockattr::connect("mysql://root:hunter2@127.0.0.1:1/test")
-            .await
-            .unwrap_err();
-        let msg = format!("{e} / {e:?}");
-        assert!(matches!(e, LockError::Backend { .. }), "{msg}");
-        assert!(!msg.contains("hunter2"), "{msg}");
-        assert!(msg.contains(":***@127.0.0.1:1"), "{msg}");
-    });
-}
 
 /// The server refuses a wrong password (the test login has none): the error and the logs
 /// never show it.

@@ -1,8 +1,8 @@
-//! Faults of the `postgres://` session backend (advisory locks) on a real server: a session
-//! terminated under a running body, every session of a backend terminated between two
-//! acquisitions, a holder whose process stalls, the server-side key mapping, fencing
-//! blocks, and how many connections 1,000 held locks use. An unreachable server fails
-//! these tests; it never skips them.
+//! Faults of the `postgres://` session backend (advisory locks) on a real server: the
+//! checks both session backends share (`session::shared_tests!`: killed sessions, stalled
+//! holders, abandoned statements, connections used), and PostgreSQL's own: the key
+//! mapping, fencing blocks, the checks `open` makes, timeouts and passwords. An
+//! unreachable server fails these tests; it never skips them.
 //!
 //! The server is `lockattr_tests::postgres_url()`, driven from outside through `psql`, as
 //! an operator would; each backend under test is told apart from the others by its
@@ -12,11 +12,10 @@ mod session;
 mod suite;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lockattr::{distributed_lock, LockError, Locks};
-use lockattr_tests::{black_hole, postgres_url, with_database, with_param, PrivatePostgres};
+use lockattr::{LockError, Locks};
+use lockattr_tests::{postgres_url, with_database, with_param, PrivatePostgres};
 use session::connect;
 use suite::{block_on, take, unique};
 
@@ -58,63 +57,35 @@ fn pg_url(app: &str) -> String {
     with_param(&postgres_url(), &format!("application_name={app}"))
 }
 
-fn pg_sessions(app: &str) -> usize {
-    psql(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
-    ))
-    .parse()
-    .unwrap()
+/// The shared server; a backend's sessions are told apart by their `application_name`.
+struct Pg;
+
+impl session::Server for Pg {
+    fn elsewhere(login: &str, port: u16) -> String {
+        format!("postgres://{login}@127.0.0.1:{port}/test")
+    }
+
+    fn url(name: &str) -> String {
+        pg_url(name)
+    }
+
+    fn session_ids(name: &str) -> String {
+        psql(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = '{name}' ORDER BY pid"
+        ))
+    }
+
+    fn kill_all(name: &str) -> usize {
+        psql(&format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{name}') t"
+        ))
+        .parse()
+        .unwrap()
+    }
 }
 
-/// Terminates every session of the backend named by `app`; how many there were.
-fn pg_kill_all(app: &str) -> usize {
-    psql(&format!(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = '{app}') t"
-    ))
-    .parse()
-    .unwrap()
-}
-
-// ---- a terminated session gives Lost to the body ------------------------------------------
-
-static BODY_FINISHED: AtomicBool = AtomicBool::new(false);
-
-#[distributed_lock(
-    key = "killed:<id>",
-    ttl = "30s",
-    on_conflict = "error",
-    backend = "pg-kill"
-)]
-async fn long_body(id: &str, started: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
-    let _ = started.send(());
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    BODY_FINISHED.store(true, Ordering::SeqCst);
-    Ok(())
-}
-
-#[test]
-fn terminated_session_gives_lost() {
-    block_on(async {
-        let app = "lockattr-test-kill";
-        lockattr::set_named("pg-kill", connect(&pg_url(app)).await).unwrap();
-        session::killed_session_is_lost(
-            &pg_url("lockattr-test-kill-other"),
-            |id, tx| async move { long_body(&id, tx).await },
-            || pg_kill_all(app),
-            &BODY_FINISHED,
-        )
-        .await;
-    });
-}
-
-#[test]
-fn recovers_after_losing_every_session() {
-    block_on(async {
-        let app = "lockattr-test-recover";
-        session::recovers_after_losing_every_session(&pg_url(app), || pg_kill_all(app)).await;
-    });
-}
+session::shared_tests!(Pg);
 
 // ---- the server-side key mapping is the documented one ----------------------------------
 
@@ -203,82 +174,12 @@ fn fencing_blocks_keep_tokens_growing_across_handles() {
     });
 }
 
-#[test]
-fn waits_and_tries_of_one_backend_exclude() {
-    block_on(session::waits_and_tries_of_one_backend_exclude(
-        &postgres_url(),
-    ));
-}
-
-#[test]
-fn thousand_locks_use_at_most_eight_connections() {
-    block_on(async {
-        let app = "lockattr-test-many";
-        session::thousand_locks_use_few_connections(&pg_url(app), || pg_sessions(app)).await;
-    });
-}
-
-#[test]
-fn waiters_beyond_max_waiting_wait_in_the_process() {
-    let app = "lockattr-test-max-waiting";
-    block_on(session::waiters_beyond_max_waiting_wait_in_the_process(
-        &pg_url("lockattr-test-max-waiting-holder"),
-        &with_param(&pg_url(app), "max_waiting=2"),
-        || pg_sessions(app),
-    ));
-}
-
-#[test]
-fn abandoned_statements_are_repaired() {
-    block_on(session::abandoned_statements_are_repaired(&pg_url(
-        "lockattr-test-abandon",
-    )));
-}
-
-#[test]
-fn stalled_holder_loses_the_key_to_the_server() {
-    block_on(session::stalled_holder_loses_the_key_to_the_server(
-        &pg_url("lockattr-test-stall"),
-    ));
-}
-
-#[test]
-fn idle_pooled_sessions_stay_open() {
-    let app = "lockattr-test-idle";
-    block_on(session::idle_pooled_sessions_stay_open(
-        &pg_url(app),
-        || {
-            psql(&format!(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = '{app}' ORDER BY pid"
-            ))
-        },
-    ));
-}
-
-// ---- a server that never answers ----------------------------------------------------------
-
-#[test]
-fn connect_to_a_black_hole_times_out() {
-    let port = black_hole();
-    block_on(session::connect_to_a_black_hole_times_out(&format!(
-        "postgres://postgres@127.0.0.1:{port}/test?connect_timeout_ms=300"
-    )));
-}
-
 // ---- messages never show the password ----------------------------------------------------
 
-/// An unreachable server is an error at `connect` (never a skipped test or a silent
-/// handle), and its message names the URL without the password.
+/// A `mode=table` URL's error never prints its `password=` either.
 #[test]
-fn unreachable_server_fails_without_printing_the_password() {
+fn table_mode_errors_never_print_the_password() {
     block_on(async {
-        let e = lockattr::connect("postgres://postgres:hunter2@127.0.0.1:1/test")
-            .await
-            .unwrap_err();
-        let msg = format!("{e} / {e:?}");
-        assert!(matches!(e, LockError::Backend { .. }), "{msg}");
-        assert!(!msg.contains("hunter2"), "{msg}");
-        assert!(msg.contains(":***@127.0.0.1:1"), "{msg}");
         let e = lockattr::connect("postgres://127.0.0.1/test?mode=table&password=hunter2")
             .await
             .unwrap_err();

@@ -1,14 +1,114 @@
 //! What the fault tests of the session-lock backends (`tests/postgres.rs`,
 //! `tests/mysql.rs`) share: each check here runs on both servers, given the backend's URL
-//! and a way to drive its server from outside (count or kill the backend's sessions). An
-//! unreachable server fails these tests; it never skips them.
+//! and a way to drive its server from outside (count or kill the backend's sessions). A
+//! test file implements [`Server`] and calls [`shared_tests!`]. An unreachable server
+//! fails these tests; it never skips them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockattr::{LockError, Locks};
+use lockattr::{distributed_lock, LockError, Locks};
 
 use crate::suite::{self, take, unique};
+
+/// A test server driven from outside, as an operator would. Each check names the
+/// backend it opens (`name`: a PostgreSQL `application_name`, a MariaDB database), so
+/// that its sessions can be told apart from every other test's.
+pub trait Server {
+    /// A URL of the test server whose sessions carry `name`.
+    fn url(name: &str) -> String;
+    /// The ids of the server's sessions of `name`, one a line, in order.
+    fn session_ids(name: &str) -> String;
+    /// Ends every session of `name`; how many there were.
+    fn kill_all(name: &str) -> usize;
+    /// A URL of this server's kind logging in as `login` (`user` or `user:password`) on
+    /// 127.0.0.1:`port`, where no such server is.
+    fn elsewhere(login: &str, port: u16) -> String;
+
+    /// How many sessions of `name` the server has.
+    fn sessions(name: &str) -> usize {
+        Self::session_ids(name)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    }
+}
+
+/// The checks both session backends run, as `#[test]`s on `$server` (a [`Server`]).
+macro_rules! shared_tests {
+    ($server:ty) => {
+        #[test]
+        fn killed_session_gives_lost() {
+            $crate::suite::block_on($crate::session::killed_session_is_lost::<$server>());
+        }
+
+        #[test]
+        fn recovers_after_losing_every_session() {
+            $crate::suite::block_on($crate::session::recovers_after_losing_every_session::<
+                $server,
+            >());
+        }
+
+        #[test]
+        fn waits_and_tries_of_one_backend_exclude() {
+            $crate::suite::block_on($crate::session::waits_and_tries_of_one_backend_exclude(
+                &<$server as $crate::session::Server>::url("lockattr_test_wait_try"),
+            ));
+        }
+
+        #[test]
+        fn thousand_locks_use_at_most_eight_connections() {
+            $crate::suite::block_on(
+                $crate::session::thousand_locks_use_few_connections::<$server>(),
+            );
+        }
+
+        #[test]
+        fn waiters_beyond_max_waiting_wait_in_the_process() {
+            $crate::suite::block_on(
+                $crate::session::waiters_beyond_max_waiting_wait_in_the_process::<$server>(),
+            );
+        }
+
+        #[test]
+        fn abandoned_statements_are_repaired() {
+            $crate::suite::block_on($crate::session::abandoned_statements_are_repaired(
+                &<$server as $crate::session::Server>::url("lockattr_test_abandon"),
+            ));
+        }
+
+        #[test]
+        fn stalled_holder_loses_the_key_to_the_server() {
+            $crate::suite::block_on($crate::session::stalled_holder_loses_the_key_to_the_server(
+                &<$server as $crate::session::Server>::url("lockattr_test_stall"),
+            ));
+        }
+
+        #[test]
+        fn connect_to_a_black_hole_times_out() {
+            let port = lockattr_tests::black_hole();
+            let url = <$server as $crate::session::Server>::elsewhere("lockattr", port);
+            $crate::suite::block_on($crate::session::connect_to_a_black_hole_times_out(
+                &lockattr_tests::with_param(&url, "connect_timeout_ms=300"),
+            ));
+        }
+
+        #[test]
+        fn unreachable_server_fails_without_printing_the_password() {
+            $crate::suite::block_on(
+                $crate::session::unreachable_server_fails_without_printing_the_password(
+                    &<$server as $crate::session::Server>::elsewhere("lockattr:hunter2", 1),
+                ),
+            );
+        }
+
+        #[test]
+        fn idle_pooled_sessions_stay_open() {
+            $crate::suite::block_on($crate::session::idle_pooled_sessions_stay_open::<$server>());
+        }
+    };
+}
+pub(crate) use shared_tests;
 
 /// Connects, or fails the test naming the URL.
 pub async fn connect(url: &str) -> Locks {
@@ -17,32 +117,47 @@ pub async fn connect(url: &str) -> Locks {
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
-/// Kills the sessions under a running body with `kill`; the call must end with `Lost`
-/// within a few heartbeats, and the key must be free for another instance.
-pub async fn killed_session_is_lost<F, Fut>(
-    url: &str,
-    call: F,
-    kill: impl Fn() -> usize,
-    done: &AtomicBool,
-) where
-    F: FnOnce(String, tokio::sync::oneshot::Sender<()>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), LockError>> + Send + 'static,
-{
+static BODY_FINISHED: AtomicBool = AtomicBool::new(false);
+
+#[distributed_lock(
+    key = "killed:<id>",
+    ttl = "30s",
+    on_conflict = "error",
+    backend = "session-kill"
+)]
+async fn long_body(id: &str, started: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
+    let _ = started.send(());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    BODY_FINISHED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Kills the sessions under a running body: the call must end with `Lost` within a few
+/// heartbeats, and the key must be free for another instance.
+pub async fn killed_session_is_lost<S: Server>() {
+    let name = "lockattr_test_kill";
+    lockattr::set_named("session-kill", connect(&S::url(name)).await).unwrap();
     let id = unique("k");
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let running = tokio::spawn(call(id.clone(), tx));
+    let running = tokio::spawn({
+        let id = id.clone();
+        async move { long_body(&id, tx).await }
+    });
     rx.await.unwrap();
     let killed_at = Instant::now();
-    assert!(kill() > 0, "no session to kill");
+    assert!(S::kill_all(name) > 0, "no session to kill");
     let e = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the body was not stopped after its session was killed")
         .unwrap()
         .unwrap_err();
     assert!(matches!(e, LockError::Lost { .. }), "{e}");
-    assert!(!done.load(Ordering::SeqCst), "the body ran to its end");
+    assert!(
+        !BODY_FINISHED.load(Ordering::SeqCst),
+        "the body ran to its end"
+    );
     eprintln!("lost noticed {:?} after the kill", killed_at.elapsed());
-    let other = connect(url).await;
+    let other = connect(&S::url("lockattr_test_kill_other")).await;
     let taken = other
         .lock(format!("killed:{id}"))
         .ttl(Duration::from_secs(30))
@@ -54,8 +169,10 @@ pub async fn killed_session_is_lost<F, Fut>(
 
 /// Holds a lock, kills every session of the backend, then: the old guard reports `Lost`,
 /// and the same handle takes locks again (try and wait) on new sessions.
-pub async fn recovers_after_losing_every_session(url: &str, kill: impl Fn() -> usize) {
-    let locks = connect(url).await;
+pub async fn recovers_after_losing_every_session<S: Server>() {
+    let name = "lockattr_test_recover";
+    let kill = || S::kill_all(name);
+    let locks = connect(&S::url(name)).await;
     // Fill the pool: several sessions, all of which will be dead at the next take.
     let many = unique("recover-many");
     let mut set = tokio::task::JoinSet::new();
@@ -133,7 +250,9 @@ pub async fn waits_and_tries_of_one_backend_exclude(url: &str) {
 }
 
 /// Takes 1,000 locks at once on one handle and counts the server's sessions of it.
-pub async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> usize) {
+pub async fn thousand_locks_use_few_connections<S: Server>() {
+    let name = "lockattr_test_many";
+    let url = &S::url(name);
     let locks = connect(url).await;
     let base = unique("many");
     let mut tasks = tokio::task::JoinSet::new();
@@ -150,7 +269,7 @@ pub async fn thousand_locks_use_few_connections(url: &str, count: impl Fn() -> u
         guards.push(guard.unwrap());
     }
     assert_eq!(guards.len(), 1000);
-    let sessions = count();
+    let sessions = S::sessions(name);
     eprintln!("1000 held locks: {sessions} connections");
     assert!(sessions <= 8, "1000 held locks use {sessions} connections");
     // They are really held: another instance finds them taken.
@@ -258,9 +377,11 @@ pub async fn stalled_holder_loses_the_key_to_the_server(url: &str) {
 /// of ttl + 0.5 s, left in place by the release of the session's last lease; MariaDB:
 /// `wait_timeout` of 3 s); once the session is empty its keeper gives the server's
 /// default back, so the pooled session outlives an idle pause longer than the last ttl
-/// (no reconnect at the next take). `sessions` lists the backend's server sessions.
-pub async fn idle_pooled_sessions_stay_open(url: &str, sessions: impl Fn() -> String) {
-    let locks = connect(url).await;
+/// (no reconnect at the next take).
+pub async fn idle_pooled_sessions_stay_open<S: Server>() {
+    let name = "lockattr_test_idle";
+    let sessions = || S::session_ids(name);
+    let locks = connect(&S::url(name)).await;
     let key = unique("idle");
     let guard = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
     guard.release().await.unwrap();
@@ -271,6 +392,17 @@ pub async fn idle_pooled_sessions_stay_open(url: &str, sessions: impl Fn() -> St
     assert_eq!(sessions(), before, "the idle pooled session was closed");
     let again = take(&locks, &key, Duration::from_secs(2)).await.unwrap();
     again.release().await.unwrap();
+}
+
+/// An unreachable server (`url`, with the password `hunter2`) is an error at `connect`
+/// (never a skipped test or a silent handle), and its message names the URL without the
+/// password.
+pub async fn unreachable_server_fails_without_printing_the_password(url: &str) {
+    let e = lockattr::connect(url).await.unwrap_err();
+    let msg = format!("{e} / {e:?}");
+    assert!(matches!(e, LockError::Backend { .. }), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains(":***@127.0.0.1:1"), "{msg}");
 }
 
 /// A server that accepts connections and never answers (`lockattr_tests::black_hole`):
@@ -345,21 +477,18 @@ pub fn refused_password_is_never_shown(url: &str, password: &str, refusal: &str)
     }
 }
 
-/// Waiting acquires hold a session each only up to `max_waiting` (here 2, set in
-/// `waiters_url`): six waiters on one handle use at most 2 waiting sessions (`sessions`
-/// counts that handle's sessions on the server), the rest wait in the process, and every
-/// one gets the key in turn once the holder (on `holder_url`) lets it go. A waiter whose
-/// deadline comes while it waits in the process times out like any other.
-pub async fn waiters_beyond_max_waiting_wait_in_the_process(
-    holder_url: &str,
-    waiters_url: &str,
-    sessions: impl Fn() -> usize,
-) {
+/// Waiting acquires hold a session each only up to `max_waiting` (here 2): six waiters
+/// on one handle use at most 2 waiting sessions, the rest wait in the process, and every
+/// one gets the key in turn once another handle lets it go. A waiter whose deadline comes
+/// while it waits in the process times out like any other.
+pub async fn waiters_beyond_max_waiting_wait_in_the_process<S: Server>() {
+    let name = "lockattr_test_max_waiting";
+    let waiters_url = lockattr_tests::with_param(&S::url(name), "max_waiting=2");
     let key = unique("max-waiting");
     let ttl = Duration::from_secs(30);
-    let holder = connect(holder_url).await;
+    let holder = connect(&S::url("lockattr_test_max_waiting_holder")).await;
     let held = take(&holder, &key, ttl).await.expect("a free key");
-    let locks = connect(waiters_url).await;
+    let locks = connect(&waiters_url).await;
     let mut waiters = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let (locks, key) = (locks.clone(), key.clone());
@@ -374,7 +503,7 @@ pub async fn waiters_beyond_max_waiting_wait_in_the_process(
     }
     // The waiters have had time to take every session they can.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let waiting = sessions();
+    let waiting = S::sessions(name);
     let late = locks
         .lock(&key)
         .ttl(ttl)
