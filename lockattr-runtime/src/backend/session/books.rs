@@ -2,12 +2,15 @@
 //! (or is asking the server for) each key. Every update is a few map operations under one
 //! mutex, never held across a statement.
 
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Sleep;
 
+use super::options::statement_timer;
 use super::{HashMap, SessionPool, SessionSql, GRACE};
 use crate::error::BoxError;
 use crate::token::OwnerToken;
@@ -61,13 +64,29 @@ pub(super) struct Lease<K> {
 /// One database session: its connection (`None` once closed) and its signals.
 pub(super) struct Session<D: SessionSql> {
     pub(super) id: u64,
-    pub(super) conn: tokio::sync::Mutex<Option<D::Conn>>,
+    pub(super) conn: tokio::sync::Mutex<Option<SessionConn<D::Conn>>>,
     /// Statements waiting for or running on the connection (see [`UsingSession`](super::pool::UsingSession)).
     pub(super) statements: AtomicUsize,
     /// Set once the session is closed: every lease on it is lost.
     pub(super) dead: watch::Sender<bool>,
     /// Wakes the session's keeper (a new deadline, a surplus session).
     pub(super) changed: Notify,
+}
+
+/// An open session's connection and the timer that bounds its statements (see
+/// [`SessionOptions::statement`](super::SessionOptions::statement)).
+pub(super) struct SessionConn<C> {
+    pub(super) conn: C,
+    pub(super) timer: Pin<Box<Sleep>>,
+}
+
+impl<C> SessionConn<C> {
+    pub(super) fn new(conn: C) -> Self {
+        SessionConn {
+            conn,
+            timer: statement_timer(),
+        }
+    }
 }
 
 /// The error of a statement whose session was closed meanwhile.

@@ -1,11 +1,12 @@
 //! Each session's background task: unlocks leases at their deadline, sends heartbeats,
 //! gives an empty session's idle limit back, and closes surplus empty sessions.
 
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::books::{KeyHolder, Session};
+use super::books::{KeyHolder, Session, SessionConn};
 use super::pool::UsingSession;
 use super::{SessionPool, SessionSql, HEARTBEAT, IDLE_NAP, MAX_HOSTING};
 
@@ -102,7 +103,7 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
     let Ok(mut conn) = session.conn.try_lock() else {
         return;
     };
-    let Some(conn) = conn.as_mut() else {
+    let Some(SessionConn { conn, timer }) = conn.as_mut() else {
         return;
     };
     let due = {
@@ -114,7 +115,10 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
     if !due {
         return;
     }
-    let result = pool.options.statement(pool.sql.relax(conn)).await;
+    let result = pool
+        .options
+        .statement(timer.as_mut(), pin!(pool.sql.relax(conn)))
+        .await;
     let mut books = pool.books();
     match result {
         Ok(()) => {
@@ -134,7 +138,7 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
 pub(super) async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D>>) {
     let _using = UsingSession::new(session);
     let mut conn = session.conn.lock().await;
-    let Some(conn) = conn.as_mut() else {
+    let Some(SessionConn { conn, timer }) = conn.as_mut() else {
         return;
     };
     let now = Instant::now();
@@ -174,11 +178,13 @@ pub(super) async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Ar
             "unlocking expired leases"
         );
         pool.options
-            .statement(pool.sql.unlock(conn, &expired, idle))
+            .statement(timer.as_mut(), pin!(pool.sql.unlock(conn, &expired, idle)))
             .await
             .map(drop)
     } else if beat {
-        pool.options.statement(pool.sql.ping(conn, idle)).await
+        pool.options
+            .statement(timer.as_mut(), pin!(pool.sql.ping(conn, idle)))
+            .await
     } else {
         return;
     };

@@ -1,9 +1,10 @@
 //! Take, wait, release and extend, each on the session that holds (or will hold) the key.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::books::{dead_session, holds_key, KeyHolder, Session};
+use super::books::{dead_session, holds_key, KeyHolder, Session, SessionConn};
 use super::options::NoAnswer;
 use super::pool::UsingSession;
 use super::repair::{PendingClaim, UnansweredStatement, Undo};
@@ -37,7 +38,7 @@ impl<D: SessionSql> SessionPool<D> {
     ) -> Result<Option<(u64, bool)>, BoxError> {
         let _using = UsingSession::new(session);
         let mut conn = session.conn.lock().await;
-        let conn = conn.as_mut().ok_or_else(dead_session)?;
+        let SessionConn { conn, timer } = conn.as_mut().ok_or_else(dead_session)?;
         let idle = {
             let books = self.books();
             let pooled = books.sessions.get(&session.id).ok_or_else(dead_session)?;
@@ -53,7 +54,10 @@ impl<D: SessionSql> SessionPool<D> {
         req.attempt.start();
         let got = self
             .options
-            .statement(self.sql.try_lock(conn, lock_key, idle))
+            .statement(
+                timer.as_mut(),
+                pin!(self.sql.try_lock(conn, lock_key, idle)),
+            )
             .await;
         unanswered.answered();
         Ok(got?.map(|fence| {
@@ -182,7 +186,7 @@ impl<D: SessionSql> SessionPool<D> {
     ) -> Result<WaitOutcome, BoxError> {
         let _using = UsingSession::new(session);
         let mut conn = session.conn.lock().await;
-        let conn = conn.as_mut().ok_or_else(dead_session)?;
+        let SessionConn { conn, timer } = conn.as_mut().ok_or_else(dead_session)?;
         if holds_key(&self.books(), session, req.key) {
             return Ok(WaitOutcome::SessionHoldsKey);
         }
@@ -194,7 +198,11 @@ impl<D: SessionSql> SessionPool<D> {
         let wait = wait.max(Duration::from_millis(1));
         let got = self
             .options
-            .wait(wait, self.sql.lock_wait(conn, lock_key, wait, idle))
+            .wait(
+                timer.as_mut(),
+                wait,
+                pin!(self.sql.lock_wait(conn, lock_key, wait, idle)),
+            )
             .await;
         unanswered.answered();
         Ok(match got? {
@@ -229,13 +237,13 @@ impl<D: SessionSql> SessionPool<D> {
         let unanswered = UnansweredStatement::new(self, &session, Undo::Unlock(key, &lock_key));
         let _using = UsingSession::new(&session);
         let mut conn = session.conn.lock().await;
-        let Some(conn) = conn.as_mut() else {
+        let Some(SessionConn { conn, timer }) = conn.as_mut() else {
             unanswered.answered();
             return Ok(false);
         };
         let idle = self.end_lease(&session, key);
         let unlock = self.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
-        let released = self.options.statement(unlock).await;
+        let released = self.options.statement(timer.as_mut(), pin!(unlock)).await;
         unanswered.answered();
         match released {
             Ok(n) => {
@@ -288,13 +296,16 @@ impl<D: SessionSql> SessionPool<D> {
         };
         let _using = UsingSession::new(&session);
         let mut conn = session.conn.lock().await;
-        let Some(conn) = conn.as_mut() else {
+        let Some(SessionConn { conn, timer }) = conn.as_mut() else {
             return Ok(false);
         };
         let idle = self.current_idle_limit(&session);
         // An abandoned heartbeat changes nothing; the driver skips its answer later.
         let unanswered = UnansweredStatement::new(self, &session, Undo::Nothing);
-        let pinged = self.options.statement(self.sql.ping(conn, idle)).await;
+        let pinged = self
+            .options
+            .statement(timer.as_mut(), pin!(self.sql.ping(conn, idle)))
+            .await;
         unanswered.answered();
         match pinged {
             Ok(()) => {

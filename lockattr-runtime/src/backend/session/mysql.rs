@@ -40,11 +40,13 @@
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
+use super::options::statement_timer;
 use super::{
     client_url, format_comment, parse_format_comment, SessionBackend, SessionOptions, SessionSql,
 };
@@ -145,12 +147,13 @@ impl MySql {
 
 impl SessionSql for MySql {
     type Conn = MyConn;
-    type Key = String;
+    /// Shared, so that the books and a release hold one copy of the name.
+    type Key = Arc<str>;
 
     const KIND: &'static str = "mysql";
 
-    fn lock_key(&self, stored: &str) -> String {
-        stored.to_owned()
+    fn lock_key(&self, stored: &str) -> Arc<str> {
+        Arc::from(stored)
     }
 
     async fn connect(&self) -> Result<MyConn, BoxError> {
@@ -166,7 +169,7 @@ impl SessionSql for MySql {
     async fn try_lock(
         &self,
         conn: &mut MyConn,
-        key: &String,
+        key: &Arc<str>,
         idle: Option<Duration>,
     ) -> Result<Option<u64>, BoxError> {
         self.set_idle(conn, idle).await?;
@@ -176,7 +179,7 @@ impl SessionSql for MySql {
     async fn lock_wait(
         &self,
         conn: &mut MyConn,
-        key: &String,
+        key: &Arc<str>,
         wait: Duration,
         idle: Option<Duration>,
     ) -> Result<Option<u64>, BoxError> {
@@ -187,14 +190,14 @@ impl SessionSql for MySql {
     async fn unlock(
         &self,
         conn: &mut MyConn,
-        keys: &[String],
+        keys: &[Arc<str>],
         idle: Option<Duration>,
     ) -> Result<usize, BoxError> {
         self.set_idle(conn, idle).await?;
         let mut released = 0;
         for key in keys {
             let row = sqlx::query("SELECT RELEASE_LOCK(?)")
-                .bind(key)
+                .bind(&**key)
                 .fetch_one(&mut conn.conn)
                 .await
                 .map_err(|e| self.secrets.error(e))?;
@@ -307,8 +310,9 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
         sequence: false,
     };
     let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
+    let mut timer = statement_timer();
     let version: String = options
-        .statement(async {
+        .statement(timer.as_mut(), async {
             sqlx::query_scalar("SELECT VERSION()")
                 .fetch_one(&mut first.conn)
                 .await
@@ -318,7 +322,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
         .map_err(failed)?;
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
     let format = options
-        .statement(async {
+        .statement(timer.as_mut(), async {
             ensure_fence(&mut first.conn, mariadb)
                 .await
                 .map_err(|e| secrets.error(e))

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::{watch, Notify};
 
-use super::books::{Books, PooledSession, Session};
+use super::books::{Books, PooledSession, Session, SessionConn};
 use super::keeper::keeper;
 use super::{HashMap, SessionPool, SessionSql, MAX_HOSTING};
 use crate::error::BoxError;
@@ -29,7 +29,7 @@ impl<D: SessionSql> SessionPool<D> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let session = Arc::new(Session {
             id,
-            conn: tokio::sync::Mutex::new(Some(conn)),
+            conn: tokio::sync::Mutex::new(Some(SessionConn::new(conn))),
             statements: AtomicUsize::new(0),
             dead: watch::Sender::new(false),
             changed: Notify::new(),
@@ -83,7 +83,9 @@ impl<D: SessionSql> SessionPool<D> {
             Err(fallback) => fallback,
         };
         let opening = OpeningSession(Some(self));
-        match self.options.connect(self.sql.connect()).await {
+        // Boxed: a driver's connect future is large, and a take that needs no new session
+        // (nearly all) should not carry its room.
+        match self.options.connect(Box::pin(self.sql.connect())).await {
             Ok(conn) => Ok((self.add_session(conn, false, Some(opening)), true)),
             Err(e) => match fallback {
                 Some(session) => {
@@ -108,7 +110,7 @@ impl<D: SessionSql> SessionPool<D> {
                 return Ok((h.session.clone(), false));
             }
         }
-        let conn = self.options.connect(self.sql.connect()).await?;
+        let conn = self.options.connect(Box::pin(self.sql.connect())).await?;
         Ok((self.new_session(conn, true), true))
     }
 

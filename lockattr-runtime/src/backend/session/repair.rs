@@ -1,9 +1,10 @@
 //! Undoing a statement abandoned half-way (its future dropped before the answer), and the
 //! holder entry of a take or release on its way to the server.
 
+use std::pin::pin;
 use std::sync::Arc;
 
-use super::books::{KeyHolder, Session};
+use super::books::{KeyHolder, Session, SessionConn};
 use super::{SessionPool, SessionSql};
 use crate::backend::wait::spawn_detached;
 use crate::token::OwnerToken;
@@ -75,13 +76,16 @@ impl<D: SessionSql> Drop for UnansweredStatement<'_, D> {
                 let result = {
                     let mut conn = session.conn.lock().await;
                     match conn.as_mut() {
-                        Some(conn) => {
+                        Some(SessionConn { conn, timer }) => {
                             // A release given up before its unlock left its lease on
                             // the books; a take, none.
                             let idle = pool.end_lease(&session, &repair_key);
                             let unlock =
                                 pool.sql.unlock(conn, std::slice::from_ref(&lock_key), idle);
-                            pool.options.statement(unlock).await.map(drop)
+                            pool.options
+                                .statement(timer.as_mut(), pin!(unlock))
+                                .await
+                                .map(drop)
                         }
                         None => Ok(()),
                     }

@@ -420,7 +420,7 @@ mod tests {
         tend(pool, &session).await;
         let limit: String = {
             let mut conn = session.conn.lock().await;
-            let conn = &mut conn.as_mut().expect("the session is open").conn;
+            let conn = &mut conn.as_mut().expect("the session is open").conn.conn;
             sqlx::query_scalar("SHOW idle_session_timeout")
                 .fetch_one(conn)
                 .await

@@ -3,13 +3,16 @@
 //! `synchronous_commit`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::ConnectOptions;
+use tokio::time::Sleep;
 
 use super::fences::BLOCK_BITS;
 use super::Postgres;
+use crate::backend::session::options::statement_timer;
 use crate::backend::session::{
     client_url, format_comment, parse_format_comment, SessionBackend, SessionOptions, SessionSql,
 };
@@ -21,6 +24,7 @@ use crate::url::{BackendUrl, Secrets};
 /// each driver error scrubbed.
 struct SetupSession<'a> {
     conn: &'a mut PgConnection,
+    timer: Pin<Box<Sleep>>,
     options: SessionOptions,
     secrets: Secrets,
 }
@@ -37,7 +41,9 @@ impl SetupSession<'_> {
         let secrets = &self.secrets;
         let work = statement(&mut *self.conn);
         self.options
-            .statement(async { work.await.map_err(|e| secrets.error(e)) })
+            .statement(self.timer.as_mut(), async {
+                work.await.map_err(|e| secrets.error(e))
+            })
             .await
     }
 
@@ -173,6 +179,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
     let mut first = options.connect(dialect.connect()).await.map_err(failed)?;
     let mut setup = SetupSession {
         conn: &mut first.conn,
+        timer: statement_timer(),
         options,
         secrets,
     };
