@@ -85,8 +85,44 @@ where
     match run(spec, key, body).await {
         Ending::Ran(out) => out,
         Ending::Skipped => R::skipped(),
-        Ending::Failed(e) => R::failed(e),
+        Ending::Failed(e) => {
+            if R::DROPS_ERRORS {
+                report_dropped(spec, &e);
+            }
+            R::failed(e)
+        }
     }
+}
+
+/// Reports a failure that the return type cannot carry (`()`, `Option<T>`): a
+/// `tracing::error!` event and, when no tracing subscriber is installed, one line on
+/// stderr the first time it happens at this site, so that "the body did not run" is never
+/// silent for a program that has not set up tracing.
+fn report_dropped(spec: &'static LockSpec, error: &LockError) {
+    tracing::error!(template = spec.template, error = %error, "the lock could not be taken, so the body did not run (fail closed)");
+    let no_subscriber =
+        tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if no_subscriber && first_report_at(spec) {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "lockattr: `{}` did not run: {error} (reported once per lock site; install a \
+             tracing subscriber to see every occurrence)",
+            spec.template
+        );
+    }
+}
+
+/// Whether this is the first report for the site `spec` describes.
+fn first_report_at(spec: &'static LockSpec) -> bool {
+    static REPORTED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+    let site = std::ptr::from_ref(spec) as usize;
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if reported.contains(&site) {
+        return false;
+    }
+    reported.push(site);
+    true
 }
 
 /// Runs `body` under the lock for `on_conflict = "error"` / `"wait"`.
@@ -146,8 +182,15 @@ async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGu
     let backend = locks.backend_name();
     let (ttl, min_hold) = (spec.ttl, spec.min_hold);
     let guard = match spec.policy {
-        Policy::Skip => locks.acquire_guard(key, ttl, min_hold, None).await?,
-        Policy::Error => match locks.acquire_guard(key, ttl, min_hold, None).await? {
+        Policy::Skip => locks
+            .acquire(key, ttl, min_hold, None)
+            .await?
+            .map(LockGuard::new),
+        Policy::Error => match locks
+            .acquire(key, ttl, min_hold, None)
+            .await?
+            .map(LockGuard::new)
+        {
             Some(guard) => Some(guard),
             None => {
                 tracing::debug!(key, backend, "lock conflict");
@@ -159,7 +202,11 @@ async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGu
         },
         Policy::Wait(wait) => {
             let started = Instant::now();
-            match locks.acquire_guard(key, ttl, min_hold, Some(wait)).await? {
+            match locks
+                .acquire(key, ttl, min_hold, Some(wait))
+                .await?
+                .map(LockGuard::new)
+            {
                 Some(guard) => {
                     tracing::debug!(key, backend, waited = ?started.elapsed(), "lock acquired after waiting");
                     Some(guard)
@@ -177,7 +224,11 @@ async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGu
         Policy::Retry { retries, backoff } => {
             let mut attempt = 0;
             loop {
-                if let Some(guard) = locks.acquire_guard(key, ttl, min_hold, None).await? {
+                if let Some(guard) = locks
+                    .acquire(key, ttl, min_hold, None)
+                    .await?
+                    .map(LockGuard::new)
+                {
                     break Some(guard);
                 }
                 if attempt == retries {
@@ -238,7 +289,7 @@ async fn hold<F: Future>(spec: &LockSpec, guard: LockGuard, body: F) -> Ending<F
 /// Completes, with the reason, when the lease ends: at the deadline without `renew`, when
 /// a renewal fails or does not answer in time, or when the backend reports the lease gone.
 async fn keep(guard: &LockGuard, spec: &LockSpec) -> String {
-    let backend_lost = guard.backend_lost();
+    let backend_lost = guard.lease().backend_lost();
     tokio::pin!(backend_lost);
     let every = spec.ttl / 3;
     let mut renew_at = Instant::now() + every;
