@@ -99,15 +99,22 @@ where
 /// stderr the first time it happens at this site, so that "the body did not run" is never
 /// silent for a program that has not set up tracing.
 fn report_dropped(spec: &'static LockSpec, error: &LockError) {
-    tracing::error!(template = spec.template, error = %error, "the lock could not be taken, so the body did not run (fail closed)");
+    let what = match error {
+        // Logged where it happened (`hold`); the body ran and was cancelled.
+        LockError::Lost { .. } => "was cancelled when its lease was lost",
+        _ => {
+            tracing::error!(template = spec.template, error = %error, "the lock could not be taken, so the body did not run (fail closed)");
+            "did not run"
+        }
+    };
     let no_subscriber =
         tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
     if no_subscriber && first_report_at(spec) {
         use std::io::Write as _;
         let _ = writeln!(
             std::io::stderr(),
-            "lockattr: `{}` did not run: {error} (reported once per lock site; install a \
-             tracing subscriber to see every occurrence)",
+            "lockattr: `{}` {what}: {error} (reported once per lock site; install a tracing \
+             subscriber to see every occurrence)",
             spec.template
         );
     }
