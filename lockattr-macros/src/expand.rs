@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned as _;
 use syn::{Ident, ItemFn, LitStr, ReturnType};
@@ -103,12 +103,13 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
     } else {
         quote!(run_fallible)
     };
-    let body = quote! {
-        async move {
-            #fake_return
-            #block
-        }
-    };
+    // The body's statements go into braces of our own that carry the span of the user's
+    // braces: the user's block inside ours would be "unnecessary braces" (`unused_braces`)
+    // when it is one expression, and a body of the wrong type is still reported on it.
+    let stmts = &block.stmts;
+    let mut braces = Group::new(Delimiter::Brace, quote!(#fake_return #(#stmts)*));
+    braces.set_span(block.brace_token.span.join());
+    let body = quote!(async move #braces);
     let run_path = respan(quote!(#private::#run_fn), ret_span);
     let run = quote_spanned! {ret_span=>
         #run_path(&__LOCKATTR_SPEC, __lockattr_key, #body).await
@@ -137,7 +138,7 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .into_iter()
         .map(|mut t| {
             if let TokenTree::Group(g) = &t {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
                 group.set_span(span);
                 t = TokenTree::Group(group);
             }
