@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned as _;
-use syn::{Ident, ItemFn, LitStr, ReturnType};
+use syn::{AttrStyle, Ident, ItemFn, LitStr, ReturnType};
 
 use crate::args::Args;
 use crate::errors::Errors;
@@ -50,6 +50,12 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
+    // syn keeps the body's inner attributes (`#![allow(unused)]`) in `attrs`, after the
+    // outer ones. They go back at the top of the body, where they apply to the whole
+    // function as the user wrote them to (tracing-attributes does the same).
+    let (outer, inner): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer));
     let krate = &lock.krate;
     let private = quote!(#krate::__private);
 
@@ -116,8 +122,9 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
     };
 
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             static __LOCKATTR_SPEC: #private::LockSpec = #private::LockSpec {
                 template: #template,
                 ttl: ::core::time::Duration::from_millis(#ttl),
@@ -349,6 +356,22 @@ mod tests {
             ),
         );
         expect_test::expect_file!["../tests/expand/method.rs"].assert_eq(&out);
+    }
+
+    #[test]
+    fn puts_inner_attributes_back_in_the_body() {
+        let out = expand_str(
+            quote!(key = "quiet", ttl = "30s", on_conflict = "error"),
+            quote!(
+                #[doc = "outer"]
+                async fn quiet() -> Result<(), LockError> {
+                    #![allow(unused)]
+                    let x = 1;
+                    Ok(())
+                }
+            ),
+        );
+        expect_test::expect_file!["../tests/expand/inner_attribute.rs"].assert_eq(&out);
     }
 
     #[test]
