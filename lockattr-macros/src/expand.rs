@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned as _;
 use syn::{AttrStyle, Ident, ItemFn, LitStr, ReturnType};
 
@@ -292,11 +292,7 @@ fn is_keyword(word: &str) -> bool {
 fn value_path(p: &Placeholder) -> TokenStream {
     let mut parts = p.path.iter();
     let root = parts.next().map(String::as_str).unwrap_or_default();
-    let mut out = if root == "self" {
-        quote!(self)
-    } else {
-        format_ident!("{}", root).into_token_stream()
-    };
+    let mut out = name(root).into_token_stream();
     for field in parts {
         match field.parse::<usize>() {
             Ok(index) => {
@@ -304,12 +300,22 @@ fn value_path(p: &Placeholder) -> TokenStream {
                 out = quote!(#out.#index);
             }
             Err(_) => {
-                let field = format_ident!("{}", field);
+                let field = name(field);
                 out = quote!(#out.#field);
             }
         }
     }
     out
+}
+
+/// A parameter or field name as an identifier: raw (`r#type`) if it is a keyword, as the
+/// placeholder `<type>` names the parameter `r#type`.
+fn name(word: &str) -> Ident {
+    if is_keyword(word) && !matches!(word, "self" | "Self" | "super" | "crate") {
+        Ident::new_raw(word, Span::call_site())
+    } else {
+        Ident::new(word, Span::call_site())
+    }
 }
 
 #[cfg(test)]
