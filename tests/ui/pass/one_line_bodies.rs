@@ -13,7 +13,7 @@ struct AppError;
 
 impl From<LockError> for AppError {
     fn from(_: LockError) -> Self {
-        AppError
+        Self
     }
 }
 

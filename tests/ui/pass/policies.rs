@@ -8,7 +8,7 @@ struct AppError;
 
 impl From<LockError> for AppError {
     fn from(_: LockError) -> Self {
-        AppError
+        Self
     }
 }
 
