@@ -58,12 +58,20 @@ pub struct Args {
     pub krate: Option<syn::Path>,
     /// Option names as written, for "given twice" and "without" messages.
     pub names: Vec<Ident>,
+    /// The options suggested for unknown names ("did you mean `ttl`?").
+    pub suggested: Vec<&'static str>,
 }
 
 impl Args {
     /// The span of the option `name` as written, if it was.
     pub fn name_span(&self, name: &str) -> Option<Span> {
         self.names.iter().find(|n| *n == name).map(Ident::span)
+    }
+
+    /// Whether `name` is missing and no error says so yet: an unknown option that is a
+    /// near miss of it (`tll` for `ttl`) was reported with the suggestion, which is the fix.
+    pub fn unreported_missing(&self, name: &str) -> bool {
+        self.name_span(name).is_none() && !self.suggested.contains(&name)
     }
 }
 
@@ -155,7 +163,9 @@ impl Args {
         for RawArg { name, value } in raw {
             let text = name.to_string();
             if !OPTIONS.contains(&text.as_str()) {
-                let hint = did_you_mean(&text, OPTIONS)
+                let suggestion = did_you_mean(&text, OPTIONS);
+                args.suggested.extend(suggestion);
+                let hint = suggestion
                     .map(|s| format!("did you mean `{s}`? "))
                     .unwrap_or_default();
                 errors.push(syn::Error::new(
