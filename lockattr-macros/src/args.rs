@@ -6,7 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-use crate::duration::{parse_duration, Millis};
+use crate::duration::{format_millis, parse_duration, Millis};
 use crate::errors::{did_you_mean, Errors};
 
 /// Every option the attribute takes, in the order the docs list them.
@@ -131,18 +131,39 @@ fn expect_str(lit: &Lit, option: &str, example: &str) -> syn::Result<LitStr> {
     }
 }
 
+/// The shortest `ttl`. The runtime refuses a grant that arrives after its lease ran out,
+/// and a lease shorter than this can run out before any backend's answer is back.
+pub const MIN_TTL: Millis = 10;
+
 fn duration(lit: &Lit, option: &str) -> syn::Result<Spanned<Millis>> {
     let s = expect_str(lit, option, "\"30s\"")?;
-    let value = parse_duration(&s.value()).map_err(|msg| {
-        syn::Error::new(
-            s.span(),
-            format!("invalid `{option}` duration `{}`: {msg}", s.value()),
-        )
-    })?;
+    let value = parse_duration(&s.value())
+        .and_then(|ms| at_least_floor(option, ms))
+        .map_err(|msg| {
+            syn::Error::new(
+                s.span(),
+                format!("invalid `{option}` duration `{}`: {msg}", s.value()),
+            )
+        })?;
     Ok(Spanned {
         value,
         span: s.span(),
     })
+}
+
+/// `ms` if `option` may be that short: a `ttl` no shorter than [`MIN_TTL`], any other
+/// duration not zero.
+fn at_least_floor(option: &str, ms: Millis) -> Result<Millis, String> {
+    if option == "ttl" && ms < MIN_TTL {
+        return Err(format!(
+            "a ttl must be at least {}; a shorter lease can run out before the backend's grant arrives, and a late grant is refused",
+            format_millis(MIN_TTL)
+        ));
+    }
+    if ms == 0 {
+        return Err("it is zero; a lock duration must be at least 1ms".into());
+    }
+    Ok(ms)
 }
 
 impl Args {
@@ -303,4 +324,32 @@ fn retries(n: &LitInt) -> syn::Result<Spanned<u32>> {
         value,
         span: n.span(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn parse(tokens: proc_macro2::TokenStream) -> (Args, Result<(), String>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        (args, errors.finish().map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn ttl_has_a_floor_and_other_durations_do_not() {
+        let (args, ok) = parse(quote!(ttl = "10ms", wait = "1ms", backoff = "1ms"));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(args.ttl.map(|t| t.value), Some(MIN_TTL));
+        for short in ["9ms", "1ms", "0s"] {
+            let (args, err) = parse(quote!(ttl = #short));
+            let err = err.unwrap_err();
+            assert!(err.contains("at least 10ms"), "{short}: {err}");
+            assert!(args.ttl.is_none());
+        }
+        let (_, err) = parse(quote!(wait = "0s"));
+        assert!(err.unwrap_err().contains("zero"));
+    }
 }
