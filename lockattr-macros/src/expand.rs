@@ -215,10 +215,14 @@ fn key_expr(lock: &Lock, private: &TokenStream) -> TokenStream {
         LitStr::new(&format, lock.key.span()).into_token_stream()
     };
     let template = lock.key.value();
+    let build = quote!(#private::build_key(#template, #head, ::core::format_args!(#format)));
+    if bindings.is_empty() {
+        return build;
+    }
     quote! {
         {
             let (#(#bindings,)*) = (#(#values,)*);
-            #private::build_key(#template, #head, ::core::format_args!(#format))
+            #build
         }
     }
 }

@@ -9,10 +9,11 @@ async fn quiet() -> Result<(), LockError> {
         renew: false,
         backend: ::core::option::Option::None,
     };
-    let __lockattr_key = {
-        let () = ();
-        ::lockattr::__private::build_key("quiet", "q", ::core::format_args!(r"uiet"))
-    };
+    let __lockattr_key = ::lockattr::__private::build_key(
+        "quiet",
+        "q",
+        ::core::format_args!(r"uiet"),
+    );
     ::lockattr::__private::run_fallible(
             &__LOCKATTR_SPEC,
             __lockattr_key,
