@@ -42,3 +42,9 @@
 
 pub use lockattr_macros::distributed_lock;
 pub use lockattr_runtime::*;
+
+/// The README's Rust examples, compiled (and, unless marked `no_run`, run) by
+/// `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
