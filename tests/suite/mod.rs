@@ -40,31 +40,37 @@ pub struct Profile {
 /// name here.
 macro_rules! conformance {
     ($profile:ident) => {
-        $crate::suite::tests!($profile, handle {
-            try_acquire_excludes_while_held,
-            contention_never_overlaps_and_fences_grow,
-            stale_holder_cannot_touch_the_next_lease,
-            crashed_holder_expires,
-            extend_pushes_the_expiry,
-            fencing_tokens_grow_across_expiry,
-            waiters_are_served_in_order,
-            lease_after_a_long_wait_runs_from_the_grant,
-            acquire_times_out,
-            long_keys_and_prefix,
-            min_hold_outlives_release,
-            bad_input_is_an_error,
-            dropped_guard_releases,
-        });
-        $crate::suite::tests!($profile, attribute {
-            skip,
-            error,
-            wait,
-            retry,
-            lost_cancels_the_body,
-            renew_keeps_the_lease,
-            cancellation_releases,
-            keys_are_injective_and_readable,
-        });
+        $crate::suite::tests!(
+            $profile,
+            handle {
+                try_acquire_excludes_while_held,
+                contention_never_overlaps_and_fences_grow,
+                stale_holder_cannot_touch_the_next_lease,
+                crashed_holder_expires,
+                extend_pushes_the_expiry,
+                fencing_tokens_grow_across_expiry,
+                waiters_are_served_in_order,
+                lease_after_a_long_wait_runs_from_the_grant,
+                acquire_times_out,
+                long_keys_and_prefix,
+                min_hold_outlives_release,
+                bad_input_is_an_error,
+                dropped_guard_releases,
+            }
+        );
+        $crate::suite::tests!(
+            $profile,
+            attribute {
+                skip,
+                error,
+                wait,
+                retry,
+                lost_cancels_the_body,
+                renew_keeps_the_lease,
+                cancellation_releases,
+                keys_are_injective_and_readable,
+            }
+        );
     };
 }
 
@@ -72,10 +78,13 @@ macro_rules! conformance {
 /// `memory://`): one `#[test]` per check of [`process`], each running it on `$profile()`.
 macro_rules! processes {
     ($profile:ident) => {
-        $crate::suite::tests!($profile, process {
-            killed_holder_frees_the_key,
-            stopped_holder_is_taken_over,
-        });
+        $crate::suite::tests!(
+            $profile,
+            process {
+                killed_holder_frees_the_key,
+                stopped_holder_is_taken_over,
+            }
+        );
     };
 }
 
