@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lockattr::{distributed_lock, LockError, Locks};
+use lockattr::{distributed_lock, LockError, LockGuard, Locks};
 
 use super::{eventually, instance, take, unique, Profile};
 
@@ -35,6 +35,21 @@ async fn register(p: &Profile) {
     .await;
 }
 
+/// `key` taken by another instance for 30 s: the holder an annotated call runs into.
+async fn held_elsewhere(p: &Profile, key: String) -> LockGuard {
+    take(&instance(p).await, key, Duration::from_secs(30))
+        .await
+        .expect("the key is free")
+}
+
+/// Releases `guard` in the background after `delay`.
+fn release_after(guard: LockGuard, delay: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        guard.release().await.unwrap();
+    })
+}
+
 static SKIP_RAN: AtomicBool = AtomicBool::new(false);
 
 #[distributed_lock(
@@ -52,10 +67,7 @@ async fn skip_fn(id: &str) -> Option<u64> {
 pub async fn skip(p: &Profile) {
     register(p).await;
     let id = unique("s");
-    let other = instance(p).await;
-    let held = take(&other, format!("skip:{id}"), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let held = held_elsewhere(p, format!("skip:{id}")).await;
     assert_eq!(skip_fn(&id).await, None);
     assert!(
         !SKIP_RAN.load(Ordering::SeqCst),
@@ -84,13 +96,7 @@ pub async fn error(p: &Profile) {
     register(p).await;
     let id = unique("e");
     assert_eq!(error_fn(&id).await.unwrap(), format!("error:{id}"));
-    let held = take(
-        &instance(p).await,
-        format!("error:{id}"),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let held = held_elsewhere(p, format!("error:{id}")).await;
     let e = error_fn(&id).await.unwrap_err();
     assert!(matches!(e, LockError::Conflict { .. }), "{e}");
     assert!(e.to_string().contains(&id), "{e}");
@@ -112,16 +118,10 @@ async fn wait_fn(id: &str) -> Result<(), LockError> {
 pub async fn wait(p: &Profile) {
     register(p).await;
     let id = unique("w");
-    let other = instance(p).await;
-    let held = take(&other, format!("wait:{id}"), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let held = held_elsewhere(p, format!("wait:{id}")).await;
     let e = wait_fn(&id).await.unwrap_err();
     assert!(matches!(e, LockError::Timeout { .. }), "{e}");
-    let releaser = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        held.release().await.unwrap();
-    });
+    let releaser = release_after(held, Duration::from_millis(50));
     wait_fn(&id).await.unwrap();
     releaser.await.unwrap();
 }
@@ -142,19 +142,11 @@ async fn retry_fn(id: &str) -> Option<()> {
 pub async fn retry(p: &Profile) {
     register(p).await;
     let id = unique("r");
-    let other = instance(p).await;
-    let held = take(&other, format!("retry:{id}"), Duration::from_secs(30))
-        .await
-        .unwrap();
-    let releaser = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        held.release().await.unwrap();
-    });
+    let held = held_elsewhere(p, format!("retry:{id}")).await;
+    let releaser = release_after(held, Duration::from_millis(60));
     assert_eq!(retry_fn(&id).await, Some(()));
     releaser.await.unwrap();
-    let _held = take(&other, format!("retry:{id}"), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let _held = held_elsewhere(p, format!("retry:{id}")).await;
     assert_eq!(retry_fn(&id).await, None);
 }
 
@@ -265,13 +257,7 @@ pub async fn keys_are_injective_and_readable(p: &Profile) {
     let (k1, k2) = (k1.unwrap(), k2.unwrap());
     assert_ne!(k1, k2);
     assert_eq!(k2, format!("pair:{id}:x%3Ac"));
-    let held = take(
-        &instance(p).await,
-        format!("pair:{id}:c"),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let held = held_elsewhere(p, format!("pair:{id}:c")).await;
     let e = pair(&id, "c", Duration::ZERO).await.unwrap_err();
     assert!(matches!(e, LockError::Conflict { .. }), "{e}");
     held.release().await.unwrap();
