@@ -1,0 +1,325 @@
+//! The command connection and what runs on it: the uncontended acquisition, a waiter's
+//! attempts and its place in the queue, and the token-checked scripts.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use super::listener::WaiterRegistry;
+use super::scripts::Scripts;
+use crate::backend::wait::{self, millis, Poll, Waiting};
+use crate::backend::{Acquire, BackendResult, Granted};
+use crate::token::OwnerToken;
+
+/// How long a waiter's place in a queue lasts without a refresh.
+const WAITER_LEASE: Duration = Duration::from_secs(3);
+/// The shortest and longest pause between two polls of a waiter.
+const POLL: Poll = Poll::new(5, 500);
+
+/// Fencing counters below this were made by an `INCR` on a missing counter, not seeded
+/// from the clock (seeds are nanoseconds since 1970, about 1.8 × 10¹⁸ today).
+const SEEDED_MIN: u64 = 1_000_000_000_000_000;
+
+/// The connection every operation runs on, with the scripts and the time limit they run
+/// under. Shared by the backend and the clean-ups it leaves in the background.
+pub(super) struct RedisClient {
+    pub(super) conn: ConnectionManager,
+    /// `timeout_ms`: the longest one operation waits for an answer.
+    pub(super) timeout: Duration,
+    pub(super) scripts: Scripts,
+    /// The URL without its password, for logs.
+    pub(super) backend: String,
+}
+
+/// The Redis name of one lock, `{K}`; the scripts reach the names beside it (all under
+/// the same hash tag) by appending to it.
+#[derive(Clone)]
+pub(super) struct LockName(String);
+
+impl LockName {
+    /// The name of the lock stored as `stored` (prefixed, and hashed if too long).
+    pub(super) fn of(stored: &str) -> Self {
+        let mut name = String::with_capacity(stored.len() + 2);
+        name.push('{');
+        name.push_str(stored);
+        name.push('}');
+        LockName(name)
+    }
+
+    /// `{K}`: the lock's value and expiry.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A name beside the lock: `{K}` followed by `suffix`.
+    fn beside(&self, suffix: &str) -> String {
+        let mut name = String::with_capacity(self.0.len() + suffix.len());
+        name.push_str(&self.0);
+        name.push_str(suffix);
+        name
+    }
+}
+
+/// An operation that got no answer in time.
+#[derive(Debug)]
+pub(super) struct NoAnswer(pub(super) Duration);
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Redis did not answer within {:?} (the URL's `timeout_ms`)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
+/// A fencing token the server sent as text.
+fn parse_fence(text: &str) -> BackendResult<u64> {
+    text.parse()
+        .map_err(|_| format!("the server sent `{text}` as a fencing token").into())
+}
+
+/// What one acquisition attempt got.
+pub(super) enum Attempt {
+    Granted(Granted),
+    /// Refused; the lease's remaining time (zero: free, but others wait first).
+    Refused(Duration),
+}
+
+impl RedisClient {
+    /// Runs one Redis call, bounded by the operation timeout.
+    pub(super) async fn call<T>(
+        &self,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> BackendResult<T> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Box::new(e)),
+            Err(_) => Err(Box::new(NoAnswer(self.timeout))),
+        }
+    }
+
+    /// One acquisition attempt outside the queue: `SET key token NX PX ttl` and `INCR`
+    /// of the fencing counter, pipelined in one round trip, without Lua (a script costs
+    /// the server more than these two commands). A refused attempt bumps the counter too,
+    /// which only skips a number; a counter the `INCR` made from nothing is seeded by a
+    /// second call (once per key and day).
+    ///
+    /// The two commands are not one transaction, and need not be: between them, only the
+    /// expiry of this very lease could let another caller in, and then this answer
+    /// arrives after the lease's local deadline, so [`Locks`](crate::Locks) gives the
+    /// lease back instead of handing out its token.
+    pub(super) async fn attempt(
+        &self,
+        lock: &LockName,
+        req: &Acquire<'_>,
+    ) -> BackendResult<Attempt> {
+        // A lease granted by this try runs from now, not from the start of a long wait.
+        req.attempt.start();
+        let mut conn = self.conn.clone();
+        let fence_key = lock.beside(":fence");
+        let queue_key = lock.beside(":queue");
+        let (set, fence, queued): (redis::Value, u64, bool) = self
+            .call(
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(lock.as_str())
+                    .arg(&req.owner.hex_digits()[..])
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(req.ttl))
+                    .cmd("INCR")
+                    .arg(&fence_key)
+                    .cmd("EXISTS")
+                    .arg(&queue_key)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut granted = matches!(set, redis::Value::Okay);
+        if granted && queued {
+            // The key was free but others wait (a lease that ran out, or `min_hold` that
+            // ended, hands nothing on): the oldest live one gets it instead.
+            granted = self
+                .checked(&self.scripts.yield_to_waiters, lock, req.owner, None)
+                .await?;
+        }
+        let fence = if fence < SEEDED_MIN {
+            let mut inv = self.scripts.seed.prepare_invoke();
+            inv.key(&fence_key);
+            let seeded: String = self.call(inv.invoke_async(&mut conn)).await?;
+            parse_fence(&seeded)?
+        } else {
+            fence
+        };
+        Ok(if granted {
+            Attempt::Granted(Granted { fence })
+        } else {
+            Attempt::Refused(Duration::ZERO)
+        })
+    }
+
+    /// One attempt of a waiter holding `ticket`: queued (or refreshed) when refused.
+    async fn attempt_queued(
+        &self,
+        lock: &LockName,
+        req: &Acquire<'_>,
+        ticket: &str,
+    ) -> BackendResult<Attempt> {
+        req.attempt.start();
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.acquire_queued.prepare_invoke();
+        inv.key(lock.as_str())
+            .arg(&req.owner.hex_digits()[..])
+            .arg(millis(req.ttl))
+            .arg(millis(WAITER_LEASE))
+            .arg(ticket);
+        let answer: redis::Value = self.call(inv.invoke_async(&mut conn)).await?;
+        match answer {
+            redis::Value::Int(refused) => {
+                let pttl = u64::try_from(-1 - refused).unwrap_or(0);
+                Ok(Attempt::Refused(Duration::from_millis(pttl)))
+            }
+            redis::Value::BulkString(fence) => Ok(Attempt::Granted(Granted {
+                fence: parse_fence(&String::from_utf8_lossy(&fence))?,
+            })),
+            other => Err(format!("unexpected answer to an acquisition: {other:?}").into()),
+        }
+    }
+
+    /// Runs `script`, which checks `owner`'s token on `lock` (`KEYS[1]`, `ARGV[1]`), with
+    /// `ms` as `ARGV[2]` if given: whether it answered 1.
+    pub(super) async fn checked(
+        &self,
+        script: &Script,
+        lock: &LockName,
+        owner: &OwnerToken,
+        ms: Option<u64>,
+    ) -> BackendResult<bool> {
+        let mut conn = self.conn.clone();
+        let mut inv = script.prepare_invoke();
+        inv.key(lock.as_str()).arg(&owner.hex_digits()[..]);
+        if let Some(ms) = ms {
+            inv.arg(ms);
+        }
+        let answer: i64 = self.call(inv.invoke_async(&mut conn)).await?;
+        Ok(answer == 1)
+    }
+
+    /// Takes `ticket` out of the queue and hands the key on if this ticket or `owner`
+    /// holds it, or nobody does.
+    async fn leave(&self, lock: &LockName, ticket: &str, owner: &OwnerToken) -> BackendResult<()> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.leave.prepare_invoke();
+        inv.key(lock.as_str())
+            .arg(ticket)
+            .arg(&owner.hex_digits()[..]);
+        let _: i64 = self.call(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Takes the key, waiting in the queue until `deadline`: the first try is the
+    /// uncontended one, and only a refused caller queues; `waiters` wakes it when a
+    /// release names its ticket.
+    pub(super) async fn acquire_queued(
+        self: &Arc<Self>,
+        waiters: &WaiterRegistry,
+        req: Acquire<'_>,
+        deadline: Instant,
+    ) -> BackendResult<Option<Granted>> {
+        let ticket = OwnerToken::random()
+            .map_err(|e| format!("no random waiter ticket from the OS: {e}"))?
+            .to_hex();
+        // Registered before the first attempt, so a release right after it still wakes us.
+        let wake = waiters.register(req.key, &ticket);
+        let mut pending = PendingAttempt {
+            client: self.clone(),
+            lock: LockName::of(req.key),
+            owner: *req.owner,
+            ticket: ticket.clone(),
+            in_flight: true,
+        };
+        let lock = &pending.lock;
+        if let Attempt::Granted(granted) = self.attempt(lock, &req).await? {
+            pending.in_flight = false;
+            return Ok(Some(granted));
+        }
+        if Instant::now() >= deadline {
+            pending.in_flight = false;
+            return Ok(None);
+        }
+        let mut waiting = Waiting::new(deadline, POLL);
+        loop {
+            let woken = wake.notify.notified();
+            let remaining = match self.attempt_queued(lock, &req, &ticket).await? {
+                Attempt::Granted(granted) => {
+                    // The script took the ticket out of the queue.
+                    pending.in_flight = false;
+                    return Ok(Some(granted));
+                }
+                Attempt::Refused(remaining) => remaining,
+            };
+            // The lease's expiry frees the key without a message.
+            let expiry = (!remaining.is_zero()).then(|| remaining + Duration::from_millis(1));
+            if !waiting.pause(woken, expiry).await {
+                pending.in_flight = false;
+                self.leave(lock, &ticket, req.owner).await?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// An acquisition in flight. If it ends early (an error, or its future dropped while an
+/// attempt was on the wire), the waiter's ticket leaves the queue and a lease the attempt
+/// may have taken is freed, in the background; should that fail, both run out by
+/// themselves.
+pub(super) struct PendingAttempt {
+    pub(super) client: Arc<RedisClient>,
+    pub(super) lock: LockName,
+    pub(super) owner: OwnerToken,
+    /// The waiter's ticket; empty for `try_acquire`, which never queues.
+    pub(super) ticket: String,
+    /// False once the acquisition ended normally: nothing to clean up.
+    pub(super) in_flight: bool,
+}
+
+impl Drop for PendingAttempt {
+    fn drop(&mut self) {
+        if !self.in_flight {
+            return;
+        }
+        let lock = self.lock.clone();
+        let client = self.client.clone();
+        let ticket = std::mem::take(&mut self.ticket);
+        let owner = self.owner;
+        let what = format!(
+            "a lock attempt on `{}` (backend {})",
+            lock.as_str(),
+            client.backend
+        );
+        wait::spawn_detached(format_args!("{what}"), async move {
+            if let Err(e) = client.leave(&lock, &ticket, &owner).await {
+                tracing::debug!(error = %e, key = lock.as_str(), "cleaning up an abandoned Redis lock attempt failed; it expires by itself");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_share_one_hash_tag() {
+        let lock = LockName::of("lockattr:flush:acme");
+        assert_eq!(lock.as_str(), "{lockattr:flush:acme}");
+        assert_eq!(lock.beside(":fence"), "{lockattr:flush:acme}:fence");
+    }
+}
