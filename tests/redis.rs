@@ -1,8 +1,8 @@
 //! The Redis backend under faults, against redis-server processes these tests start on
 //! free ports: a restart during a hold, a server that stops answering, a listener that
 //! never answers, TLS with a certificate made at test time, an ACL user. The tests of
-//! queues and fencing counters use the shared server on 6379, on keys of their own. A
-//! missing `redis-server` or `openssl` fails the test.
+//! queues and fencing counters use the shared server (`lockattr_tests::redis_url()`), on
+//! keys of their own. A missing `redis-server` or `openssl` fails the test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
+use lockattr_tests::redis_url;
 
 mod suite;
 use suite::{eventually, take};
@@ -583,7 +584,7 @@ async fn a_grant_that_arrives_after_its_ttl_is_refused() {
 /// that vanished without a word (a ticket whose lease ran out) does not hold up the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_waiters_do_not_block_the_queue() {
-    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let locks = lockattr::connect(&redis_url()).await.unwrap();
     let key = format!("abandon-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
     let held = take(&locks, &key, ttl).await.unwrap();
@@ -615,11 +616,11 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     // A ticket at the head of the queue whose lease ran out long ago: skipped, by a
     // newcomer and by a waiter alike.
     let queue = format!("{{lockattr:{key}}}:queue");
-    shared_cli(&["ZADD", &queue, "0", "vanished"]);
+    on_shared_server::<()>(&["ZADD", &queue, "0", "vanished"]).await;
     let taken = take(&locks, &key, ttl).await;
     assert!(taken.is_some(), "a vanished waiter kept the key");
     taken.unwrap().release().await.unwrap();
-    shared_cli(&["ZADD", &queue, "0", "vanished"]);
+    on_shared_server::<()>(&["ZADD", &queue, "0", "vanished"]).await;
     let held = take(&locks, &key, ttl).await.unwrap();
     let waiter = wait(locks.clone(), key.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -628,30 +629,30 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     next.release().await.unwrap();
 }
 
-/// `redis-cli` against the shared server on 6379; its answer.
-fn shared_cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", "6379"])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(out.status.success(), "redis-cli {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// `args` run as one command on the shared server; its answer.
+async fn on_shared_server<T: redis::FromRedisValue>(args: &[&str]) -> T {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// Fencing tokens keep growing when the counter is lost (a restart without persistence,
 /// its daily expiry), and a refused attempt never leaves a counter that cannot expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fences_grow_when_the_counter_is_lost() {
-    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let locks = lockattr::connect(&redis_url()).await.unwrap();
     let key = format!("fence-lost-{}-{}", std::process::id(), free_port());
     let counter = format!("{{lockattr:{key}}}:fence");
     let ttl = Duration::from_secs(30);
     let first = take(&locks, &key, ttl).await.unwrap();
     let mut last = first.token();
-    shared_cli(&["DEL", &counter]);
+    on_shared_server::<()>(&["DEL", &counter]).await;
     assert!(take(&locks, &key, ttl).await.is_none(), "the key is held");
-    let pttl: i64 = shared_cli(&["PTTL", &counter]).parse().unwrap();
+    let pttl: i64 = on_shared_server(&["PTTL", &counter]).await;
     assert_ne!(pttl, -1, "a refused attempt left a counter without expiry");
     first.release().await.unwrap();
     for _ in 0..3 {
@@ -659,7 +660,7 @@ async fn fences_grow_when_the_counter_is_lost() {
         assert!(guard.token() > last, "{} after {last}", guard.token());
         last = guard.token();
         guard.release().await.unwrap();
-        shared_cli(&["DEL", &counter]);
+        on_shared_server::<()>(&["DEL", &counter]).await;
     }
 }
 
@@ -669,8 +670,8 @@ async fn fences_grow_when_the_counter_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_woken_by_the_release() {
     let (a, b) = (
-        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
-        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
+        lockattr::connect(&redis_url()).await.unwrap(),
+        lockattr::connect(&redis_url()).await.unwrap(),
     );
     let key = format!("notified-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
