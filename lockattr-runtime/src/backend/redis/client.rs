@@ -1,15 +1,15 @@
 //! The command connection and what runs on it: the uncontended acquisition, a waiter's
 //! attempts and its place in the queue, and the token-checked scripts.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::listener::WaiterRegistry;
+use super::options::RedisOptions;
 use super::scripts::Scripts;
 use crate::backend::wait::{self, millis, Poll, Waiting};
 use crate::backend::{Acquire, BackendResult, Granted};
@@ -24,15 +24,13 @@ const POLL: Poll = Poll::new(5, 500);
 /// from the clock (seeds are nanoseconds since 1970, about 1.8 × 10¹⁸ today).
 const SEEDED_MIN: u64 = 1_000_000_000_000_000;
 
-/// The connection every operation runs on, with the scripts and the time limit they run
-/// under. Shared by the backend and the clean-ups it leaves in the background.
+/// The connection every operation runs on, with the scripts and the URL's options
+/// (`timeout_ms` bounds each operation). Shared by the backend and the clean-ups it leaves
+/// in the background.
 pub(super) struct RedisClient {
-    pub(super) conn: ConnectionManager,
-    /// `timeout_ms`: the longest one operation waits for an answer.
-    pub(super) timeout: Duration,
+    conn: ConnectionManager,
+    pub(super) options: RedisOptions,
     pub(super) scripts: Scripts,
-    /// The URL without its password, for logs.
-    pub(super) backend: String,
 }
 
 /// The Redis name of one lock, `{K}`; the scripts reach the names beside it (all under
@@ -64,22 +62,6 @@ impl LockName {
     }
 }
 
-/// An operation that got no answer in time.
-#[derive(Debug)]
-pub(super) struct NoAnswer(pub(super) Duration);
-
-impl fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Redis did not answer within {:?} (the URL's `timeout_ms`)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for NoAnswer {}
-
 /// A fencing token the server sent as text.
 fn parse_fence(text: &str) -> BackendResult<u64> {
     text.parse()
@@ -94,25 +76,59 @@ pub(super) enum Attempt {
 }
 
 impl RedisClient {
-    /// Runs one Redis call, bounded by the operation timeout.
+    /// Connects the command connection: one reconnecting multiplexed connection. The
+    /// client bounds each connection attempt (here and when it reconnects) by
+    /// `connect_timeout_ms`; the caller bounds the whole of opening by it too.
+    pub(super) async fn connect(options: RedisOptions) -> BackendResult<Self> {
+        // No response timeout in the client: each operation is bounded by `timeout_ms`
+        // here (`call`), which then names the parameter that ran out.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(options.connect_timeout.length))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(options.client.clone(), config)
+            .await
+            .map_err(|e| options.client_error(e))?;
+        Ok(RedisClient {
+            conn,
+            options,
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// Runs one Redis call, bounded by `timeout_ms`.
     pub(super) async fn call<T>(
         &self,
         op: impl Future<Output = redis::RedisResult<T>>,
     ) -> BackendResult<T> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Box::new(e)),
-            Err(_) => Err(Box::new(NoAnswer(self.timeout))),
-        }
+        self.options.timeout.bound(self.run(op)).await
     }
 
-    /// One acquisition attempt outside the queue: `SET key token NX PX ttl` and `INCR`
-    /// of the fencing counter, pipelined in one round trip, without Lua (a script costs
-    /// the server more than these two commands). A refused attempt bumps the counter too,
-    /// which only skips a number; a counter the `INCR` made from nothing is seeded by a
-    /// second call (once per key and day).
+    /// Runs one Redis call without a bound of its own (the caller bounds it), its error
+    /// through [`RedisOptions::client_error`].
+    async fn run<T>(&self, op: impl Future<Output = redis::RedisResult<T>>) -> BackendResult<T> {
+        op.await.map_err(|e| self.options.client_error(e))
+    }
+
+    /// The lock's value, if any: the owner token (with `+` when somebody waits), or
+    /// `q:<ticket>` while it is handed to a waiter.
+    pub(super) async fn value(&self, lock: &LockName) -> BackendResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        self.call(redis::cmd("GET").arg(lock.as_str()).query_async(&mut conn))
+            .await
+    }
+
+    /// One acquisition attempt outside the queue, bounded as a whole by `timeout_ms`:
+    /// `SET key token NX PX ttl`, `INCR` of the fencing counter and `EXISTS` of the queue,
+    /// pipelined in one round trip, without Lua (a script costs the server more than these
+    /// three commands). A refused attempt bumps the counter too, which only skips a
+    /// number. A second round trip runs a script only if the `INCR` made the counter from
+    /// nothing (seeding it, once per key and day), or if the key was free while waiters
+    /// are queued (handing it to the oldest live one).
     ///
-    /// The two commands are not one transaction, and need not be: between them, only the
+    /// The commands are not one transaction, and need not be: between them, only the
     /// expiry of this very lease could let another caller in, and then this answer
     /// arrives after the lease's local deadline, so [`Locks`](crate::Locks) gives the
     /// lease back instead of handing out its token.
@@ -123,11 +139,19 @@ impl RedisClient {
     ) -> BackendResult<Attempt> {
         // A lease granted by this try runs from now, not from the start of a long wait.
         req.attempt.start();
+        self.options
+            .timeout
+            .bound(self.take_or_count(lock, req))
+            .await
+    }
+
+    /// The round trips of [`attempt`](Self::attempt), which bounds them.
+    async fn take_or_count(&self, lock: &LockName, req: &Acquire<'_>) -> BackendResult<Attempt> {
         let mut conn = self.conn.clone();
         let fence_key = lock.beside(":fence");
         let queue_key = lock.beside(":queue");
         let (set, fence, queued): (redis::Value, u64, bool) = self
-            .call(
+            .run(
                 redis::pipe()
                     .cmd("SET")
                     .arg(lock.as_str())
@@ -153,7 +177,7 @@ impl RedisClient {
         let fence = if fence < SEEDED_MIN {
             let mut inv = self.scripts.seed.prepare_invoke();
             inv.key(&fence_key);
-            let seeded: String = self.call(inv.invoke_async(&mut conn)).await?;
+            let seeded: String = self.run(inv.invoke_async(&mut conn)).await?;
             parse_fence(&seeded)?
         } else {
             fence
@@ -302,7 +326,7 @@ impl Drop for PendingAttempt {
         let what = format!(
             "a lock attempt on `{}` (backend {})",
             lock.as_str(),
-            client.backend
+            client.options.backend
         );
         wait::spawn_detached(format_args!("{what}"), async move {
             if let Err(e) = client.leave(&lock, &ticket, &owner).await {

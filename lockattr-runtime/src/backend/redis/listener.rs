@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use redis::Client;
-use tokio::sync::{oneshot, watch, Notify};
+use redis::aio::PubSub;
+use tokio::sync::{watch, Notify};
 
-use super::client::NoAnswer;
+use super::options::{RedisOptions, TimeLimit};
 use crate::backend::wait::jitter;
-use crate::error::BoxError;
+use crate::backend::BackendResult;
 
 /// The longest pause before the pub/sub listener connects again.
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
@@ -130,58 +130,41 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// The pub/sub listener: one connection, one pattern subscription, reconnected with
-/// backoff; every message wakes the waiter whose ticket it names. Ends when the backend
-/// (the owner of `signals`) is gone.
+/// A pub/sub connection subscribed to the release channels under the prefix. Connecting
+/// is bounded by `connect_timeout_ms` and subscribing by `subscribing`: at open that is
+/// `connect_timeout_ms` too (opening is connecting), when the listener reconnects it is
+/// `timeout_ms` (an operation on a connection that is up).
+pub(super) async fn subscribe(
+    options: &RedisOptions,
+    subscribing: TimeLimit,
+) -> BackendResult<PubSub> {
+    let connected = options.connect_timeout.bound(async {
+        let pubsub = options.client.get_async_pubsub().await;
+        pubsub.map_err(|e| options.client_error(e))
+    });
+    let mut pubsub = connected.await?;
+    let pattern = release_pattern(&options.prefix);
+    subscribing
+        .bound(async {
+            let subscribed = pubsub.psubscribe(&pattern).await;
+            subscribed.map_err(|e| options.client_error(e))
+        })
+        .await?;
+    Ok(pubsub)
+}
+
+/// The pub/sub listener, from the `subscription` made at open: every message wakes the
+/// waiter whose ticket it names; a lost connection wakes every waiter (messages may have
+/// been lost) and is made again with backoff. Ends when the backend (the owner of
+/// `signals`) is gone.
 pub(super) async fn listen(
     signals: Weak<ReleaseSignals>,
-    client: Client,
-    pattern: String,
-    connect_timeout: Duration,
-    timeout: Duration,
-    backend: String,
-    ready: oneshot::Sender<Result<(), BoxError>>,
+    options: RedisOptions,
+    subscription: PubSub,
 ) {
-    let mut ready = Some(ready);
-    let mut pause = Duration::from_millis(50);
+    let backend = options.backend.as_str();
+    let mut messages = subscription.into_on_message();
     loop {
-        let subscribed = async {
-            let mut pubsub =
-                tokio::time::timeout(connect_timeout + timeout, client.get_async_pubsub())
-                    .await
-                    .map_err(|_| -> BoxError { Box::new(NoAnswer(connect_timeout + timeout)) })??;
-            tokio::time::timeout(timeout, pubsub.psubscribe(&pattern))
-                .await
-                .map_err(|_| -> BoxError { Box::new(NoAnswer(timeout)) })??;
-            Ok::<_, BoxError>(pubsub)
-        }
-        .await;
-        let pubsub = match subscribed {
-            Ok(pubsub) => pubsub,
-            Err(e) => {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
-                tracing::warn!(backend, error = %e, "Redis release listener cannot reconnect; waiters poll");
-                tokio::time::sleep(jitter(pause)).await;
-                pause = (pause * 2).min(RESUBSCRIBE_MAX);
-                continue;
-            }
-        };
-        if let Some(ready) = ready.take() {
-            let _ = ready.send(Ok(()));
-        } else {
-            tracing::info!(backend, "Redis release listener reconnected");
-            // Releases may have passed while it was away, and a restart without
-            // persistence may have wiped the leases held here.
-            if let Some(signals) = signals.upgrade() {
-                signals.waiters.wake_all();
-                signals.reconnected.send_modify(|n| *n += 1);
-            }
-        }
-        pause = Duration::from_millis(50);
-        let mut messages = pubsub.into_on_message();
         while let Some(msg) = next_message(&mut messages).await {
             let Some(signals) = signals.upgrade() else {
                 return;
@@ -199,6 +182,26 @@ pub(super) async fn listen(
             Some(signals) => signals.waiters.wake_all(),
             None => return,
         }
+        let mut pause = Duration::from_millis(50);
+        let subscription = loop {
+            match subscribe(&options, options.timeout).await {
+                Ok(subscription) => break subscription,
+                Err(e) => {
+                    tracing::warn!(backend, error = %e, "Redis release listener cannot reconnect; waiters poll");
+                    tokio::time::sleep(jitter(pause)).await;
+                    pause = (pause * 2).min(RESUBSCRIBE_MAX);
+                }
+            }
+        };
+        tracing::info!(backend, "Redis release listener reconnected");
+        let Some(signals) = signals.upgrade() else {
+            return;
+        };
+        // Releases may have passed while it was away, and a restart without persistence
+        // may have wiped the leases held here.
+        signals.waiters.wake_all();
+        signals.reconnected.send_modify(|n| *n += 1);
+        messages = subscription.into_on_message();
     }
 }
 

@@ -97,13 +97,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::wait::millis;
 use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
-use crate::error::{BoxError, LockError};
+use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
@@ -112,10 +110,9 @@ mod listener;
 mod options;
 mod scripts;
 
-use client::{Attempt, LockName, NoAnswer, PendingAttempt, RedisClient};
+use client::{Attempt, LockName, PendingAttempt, RedisClient};
 use listener::ReleaseSignals;
 use options::RedisOptions;
-use scripts::Scripts;
 
 /// The longest stored key before it is hashed, in bytes.
 const MAX_KEY_LEN: usize = 512;
@@ -132,55 +129,33 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the server `url` names and starts listening for releases.
+    /// Connects to the server `url` names and starts listening for releases, all of it
+    /// bounded by `connect_timeout_ms`.
     pub(crate) async fn open(url: &BackendUrl) -> Result<Self, LockError> {
         let options = RedisOptions::from_url(url)?;
-        let (timeout, connect_timeout) = (options.timeout, options.connect_timeout);
-        let failed = |e: BoxError| LockError::backend(&url.redacted, None, e);
-
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(connect_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
-        let limit = connect_timeout * 2 + timeout;
-        let conn = tokio::time::timeout(
-            limit,
-            ConnectionManager::new_with_config(options.client.clone(), config),
-        )
-        .await
-        .map_err(|_| failed(Box::new(NoAnswer(limit))))?
-        .map_err(|e| failed(Box::new(e)))?;
-
-        let client = Arc::new(RedisClient {
-            conn,
-            timeout,
-            scripts: Scripts::new(),
-            backend: url.redacted.clone(),
-        });
+        let connect_timeout = options.connect_timeout;
+        let opened = connect_timeout
+            .bound(async {
+                let (client, subscription) = tokio::try_join!(
+                    RedisClient::connect(options.clone()),
+                    listener::subscribe(&options, connect_timeout),
+                )?;
+                Ok((client, subscription))
+            })
+            .await;
+        let (client, subscription) =
+            opened.map_err(|e| LockError::backend(&url.redacted, None, e))?;
         let signals = Arc::new(ReleaseSignals::default());
-        let (ready_tx, ready_rx) = oneshot::channel();
         let listener = tokio::spawn(listener::listen(
             Arc::downgrade(&signals),
-            options.client,
-            listener::release_pattern(&options.prefix),
-            connect_timeout,
-            timeout,
-            url.redacted.clone(),
-            ready_tx,
+            options,
+            subscription,
         ));
-        let backend = RedisBackend {
-            client,
+        Ok(RedisBackend {
+            client: Arc::new(client),
             signals,
             listener,
-        };
-        match tokio::time::timeout(limit, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(backend),
-            Ok(Ok(Err(e))) => Err(failed(e)),
-            Ok(Err(_)) => Err(failed("the pub/sub listener stopped".into())),
-            Err(_) => Err(failed(Box::new(NoAnswer(limit)))),
-        }
+        })
     }
 }
 
@@ -253,18 +228,12 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut reconnected = self.signals.reconnected.subscribe();
             while reconnected.changed().await.is_ok() {
-                let lock = LockName::of(key);
-                let mut conn = self.client.conn.clone();
-                let value: BackendResult<Option<Vec<u8>>> = self
-                    .client
-                    .call(redis::cmd("GET").arg(lock.as_str()).query_async(&mut conn))
-                    .await;
-                match value {
+                match self.client.value(&LockName::of(key)).await {
                     Ok(Some(value))
                         if value.strip_suffix(b"+").unwrap_or(&value) == owner.hex_digits() => {}
                     Ok(_) => {
                         tracing::warn!(
-                            backend = self.client.backend,
+                            backend = self.client.options.backend,
                             key,
                             "a held lease is gone from Redis (was the server restarted?)"
                         );

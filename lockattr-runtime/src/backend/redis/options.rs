@@ -1,11 +1,14 @@
 //! The parameters of a `redis://` or `rediss://` URL, read once into [`RedisOptions`]: the
 //! only place that reads them.
 
+use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use redis::Client;
 
-use crate::error::LockError;
+use crate::backend::BackendResult;
+use crate::error::{BoxError, LockError};
 use crate::url::BackendUrl;
 
 /// `timeout_ms` unless the URL says otherwise.
@@ -23,16 +26,20 @@ const PARAMS: &[&str] = &[
 ];
 
 /// What a Redis URL asks for, checked.
+#[derive(Clone)]
 pub(super) struct RedisOptions {
     /// `timeout_ms`: the longest one operation waits for an answer.
-    pub(super) timeout: Duration,
-    /// `connect_timeout_ms`: the longest one connection attempt takes.
-    pub(super) connect_timeout: Duration,
+    pub(super) timeout: TimeLimit,
+    /// `connect_timeout_ms`: the longest opening the backend takes (both connections, the
+    /// subscription, the format check), and each connection attempt after that.
+    pub(super) connect_timeout: TimeLimit,
     /// `prefix`: the text every stored key starts with.
     pub(super) prefix: String,
     /// The client for the server, with the TLS settings (`tls_ca_file`, `tls_insecure`)
     /// applied and without lockattr's own parameters.
     pub(super) client: Client,
+    /// The URL without its password, for messages and logs.
+    pub(super) backend: String,
 }
 
 impl RedisOptions {
@@ -41,13 +48,68 @@ impl RedisOptions {
     pub(super) fn from_url(url: &BackendUrl) -> Result<Self, LockError> {
         url.check_params(PARAMS)?;
         Ok(RedisOptions {
-            timeout: url.millis("timeout_ms", DEFAULT_TIMEOUT)?,
-            connect_timeout: url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
+            timeout: TimeLimit {
+                param: "timeout_ms",
+                length: url.millis("timeout_ms", DEFAULT_TIMEOUT)?,
+            },
+            connect_timeout: TimeLimit {
+                param: "connect_timeout_ms",
+                length: url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
+            },
             prefix: url.prefix().to_owned(),
             client: client(url)?,
+            backend: url.redacted.clone(),
         })
     }
+
+    /// What an error of the Redis client becomes: a connection attempt that timed out
+    /// (the client bounds each by `connect_timeout_ms`) says so.
+    pub(super) fn client_error(&self, e: redis::RedisError) -> BoxError {
+        if e.is_timeout() {
+            Box::new(NoAnswer(self.connect_timeout))
+        } else {
+            Box::new(e)
+        }
+    }
 }
+
+/// A time limit the URL sets: how long, and the parameter that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TimeLimit {
+    /// The URL parameter, named in the error when the limit runs out.
+    pub(super) param: &'static str,
+    /// The limit.
+    pub(super) length: Duration,
+}
+
+impl TimeLimit {
+    /// What `op` gives, or [`NoAnswer`] naming this limit if `op` takes longer.
+    pub(super) async fn bound<T>(
+        self,
+        op: impl Future<Output = BackendResult<T>>,
+    ) -> BackendResult<T> {
+        tokio::time::timeout(self.length, op)
+            .await
+            .unwrap_or_else(|_| Err(Box::new(NoAnswer(self))))
+    }
+}
+
+/// The server gave no answer within a [`TimeLimit`].
+#[derive(Debug)]
+pub(super) struct NoAnswer(TimeLimit);
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Redis did not answer within {} ms (the URL's `{}`)",
+            self.0.length.as_millis(),
+            self.0.param
+        )
+    }
+}
+
+impl std::error::Error for NoAnswer {}
 
 /// The client for `url`, without lockattr's own parameters.
 fn client(url: &BackendUrl) -> Result<Client, LockError> {
@@ -114,13 +176,34 @@ mod tests {
     #[test]
     fn defaults_and_given_values() {
         let o = options("redis://127.0.0.1").unwrap();
-        assert_eq!(o.timeout, Duration::from_millis(1000));
-        assert_eq!(o.connect_timeout, Duration::from_millis(1000));
+        assert_eq!(o.timeout.length, Duration::from_millis(1000));
+        assert_eq!(o.timeout.param, "timeout_ms");
+        assert_eq!(o.connect_timeout.length, Duration::from_millis(1000));
+        assert_eq!(o.connect_timeout.param, "connect_timeout_ms");
         assert_eq!(o.prefix, "lockattr:");
         let o =
             options("redis://127.0.0.1?timeout_ms=250&connect_timeout_ms=300&prefix=app:").unwrap();
-        assert_eq!(o.timeout, Duration::from_millis(250));
-        assert_eq!(o.connect_timeout, Duration::from_millis(300));
+        assert_eq!(o.timeout.length, Duration::from_millis(250));
+        assert_eq!(o.connect_timeout.length, Duration::from_millis(300));
         assert_eq!(o.prefix, "app:");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_that_runs_out_names_its_parameter_and_value() {
+        let o = options("redis://u:hunter2@127.0.0.1?connect_timeout_ms=300").unwrap();
+        let e = o
+            .connect_timeout
+            .bound(std::future::pending::<BackendResult<()>>())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Redis did not answer within 300 ms (the URL's `connect_timeout_ms`)"
+        );
+        let timed_out = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(o
+            .client_error(timed_out)
+            .to_string()
+            .contains("`connect_timeout_ms`"));
     }
 }
