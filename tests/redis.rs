@@ -1,12 +1,13 @@
 //! The Redis backend under faults, against redis-server processes these tests start on
 //! free ports: a restart during a hold, a server that stops answering, a listener that
-//! never answers, TLS with a certificate made at test time, an ACL user. The tests of
+//! never answers, TLS with a certificate made at test time, an ACL user, a password. The tests of
 //! queues and fencing counters use the shared server (`lockattr_tests::redis_url()`), on
 //! keys of their own. A missing `redis-server` or `openssl` fails the test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
@@ -775,9 +776,87 @@ async fn an_acl_user_limited_to_the_prefix_works() {
     assert!(next.token() > 0);
     next.release().await.unwrap();
 
-    let e = lockattr::connect(&format!("redis://locker:wrong-secret@127.0.0.1:{port}"))
-        .await
-        .unwrap_err();
+    assert_password_hidden(
+        &format!("redis://locker:wrong-secret@127.0.0.1:{port}"),
+        "wrong-secret",
+    )
+    .await;
+}
+
+/// What this test process's tracing subscriber wrote, at every level and from every test
+/// in the process: installed once, the first time it is asked for.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other tracing subscriber in this test process");
+        logs
+    })
+}
+
+/// Appends to the captured logs.
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connects to `url`, whose `password` the server refuses: a `Backend` error whose
+/// message and `Debug` do not show the password, and neither does anything logged while
+/// connecting (which does log, naming the backend with its password as `***`).
+async fn assert_password_hidden(url: &str, password: &str) {
+    let logs = captured_logs();
+    let e = lockattr::connect(url).await.unwrap_err();
     assert!(matches!(e, LockError::Backend { .. }), "{e}");
-    assert!(!e.to_string().contains("wrong-secret"), "{e}");
+    let shown = format!("{e}\n{e:?}");
+    assert!(!shown.contains(password), "{shown}");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let redacted = lockattr::url::redact(url);
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("connecting to Redis failed") && l.contains(&redacted)),
+        "connecting logged no failure for {redacted}: {logged}"
+    );
+    assert!(!logged.contains(password), "{logged}");
+}
+
+/// A server with `requirepass` and a URL with a wrong password (with a %-escape, which
+/// the client decodes): the password shows in no error message, `Debug` or log line,
+/// neither as written nor decoded; the right one connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_never_shows() {
+    let port = free_port();
+    let _server = Server::start(port);
+    let set = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["CONFIG", "SET", "requirepass", "the-r1ght-one"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&set.stdout).trim(), "OK");
+    let wrong = format!("redis://:n0t-the%21secret@127.0.0.1:{port}");
+    assert_password_hidden(&wrong, "n0t-the%21secret").await;
+    assert_password_hidden(&wrong, "n0t-the!secret").await;
+    let right = lockattr::connect(&format!("redis://:the-r1ght-one@127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    take(&right, "password", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 }

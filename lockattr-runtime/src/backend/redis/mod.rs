@@ -133,6 +133,7 @@ impl RedisBackend {
     /// bounded by `connect_timeout_ms`.
     pub(crate) async fn open(url: &BackendUrl) -> Result<Self, LockError> {
         let options = RedisOptions::from_url(url)?;
+        tracing::debug!(backend = options.backend, "connecting to Redis");
         let connect_timeout = options.connect_timeout;
         let opened = connect_timeout
             .bound(async {
@@ -143,8 +144,10 @@ impl RedisBackend {
                 Ok((client, subscription))
             })
             .await;
-        let (client, subscription) =
-            opened.map_err(|e| LockError::backend(&url.redacted, None, e))?;
+        let (client, subscription) = opened.map_err(|e| {
+            tracing::debug!(backend = options.backend, error = %e, "connecting to Redis failed");
+            LockError::backend(&url.redacted, None, e)
+        })?;
         let signals = Arc::new(ReleaseSignals::default());
         let listener = tokio::spawn(listener::listen(
             Arc::downgrade(&signals),

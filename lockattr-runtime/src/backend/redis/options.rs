@@ -9,7 +9,7 @@ use redis::Client;
 
 use crate::backend::BackendResult;
 use crate::error::{BoxError, LockError};
-use crate::url::BackendUrl;
+use crate::url::{BackendUrl, Secrets};
 
 /// `timeout_ms` unless the URL says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -40,6 +40,8 @@ pub(super) struct RedisOptions {
     pub(super) client: Client,
     /// The URL without its password, for messages and logs.
     pub(super) backend: String,
+    /// The URL's password, scrubbed from every client error.
+    secrets: Secrets,
 }
 
 impl RedisOptions {
@@ -47,6 +49,7 @@ impl RedisOptions {
     /// [`LockError::InvalidUrl`].
     pub(super) fn from_url(url: &BackendUrl) -> Result<Self, LockError> {
         url.check_params(PARAMS)?;
+        let secrets = url.secrets();
         Ok(RedisOptions {
             timeout: TimeLimit {
                 param: "timeout_ms",
@@ -57,18 +60,20 @@ impl RedisOptions {
                 length: url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
             },
             prefix: url.prefix().to_owned(),
-            client: client(url)?,
+            client: client(url, &secrets)?,
             backend: url.redacted.clone(),
+            secrets,
         })
     }
 
-    /// What an error of the Redis client becomes: a connection attempt that timed out
+    /// What an error of the Redis client becomes: the one path every one of them takes.
+    /// Its message is scrubbed of the URL's password; a connection attempt that timed out
     /// (the client bounds each by `connect_timeout_ms`) says so.
     pub(super) fn client_error(&self, e: redis::RedisError) -> BoxError {
         if e.is_timeout() {
             Box::new(NoAnswer(self.connect_timeout))
         } else {
-            Box::new(e)
+            self.secrets.error(e)
         }
     }
 }
@@ -112,7 +117,7 @@ impl fmt::Display for NoAnswer {
 impl std::error::Error for NoAnswer {}
 
 /// The client for `url`, without lockattr's own parameters.
-fn client(url: &BackendUrl) -> Result<Client, LockError> {
+fn client(url: &BackendUrl, secrets: &Secrets) -> Result<Client, LockError> {
     let tls = url.scheme == "rediss";
     let ca_file = url.params.get("tls_ca_file");
     let insecure = url.flag("tls_insecure")?;
@@ -124,8 +129,7 @@ fn client(url: &BackendUrl) -> Result<Client, LockError> {
         target.push_str("#insecure");
     }
     let refused = |e: redis::RedisError| {
-        // The client's messages describe the URL's shape, never its password.
-        url.invalid(format!("the Redis client refused it: {e}"))
+        url.invalid(format!("the Redis client refused it: {}", secrets.error(e)))
     };
     if tls {
         // rustls needs a process-wide crypto provider; keep the application's if it set one.
@@ -205,5 +209,19 @@ mod tests {
             .client_error(timed_out)
             .to_string()
             .contains("`connect_timeout_ms`"));
+    }
+
+    #[test]
+    fn client_errors_are_scrubbed_of_the_password() {
+        let o = options("redis://u:hunter%32@127.0.0.1").unwrap();
+        let echoed = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "refused",
+            "password hunter2 (hunter%32)".to_owned(),
+        ));
+        let e = o.client_error(echoed);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("password *** (***)"), "{shown}");
     }
 }
