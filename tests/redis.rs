@@ -1,8 +1,9 @@
 //! The Redis backend under faults, against redis-server processes these tests start on
 //! free ports: a restart during a hold, a server that stops answering, a listener that
-//! never answers, TLS with a certificate made at test time, an ACL user, a password. The tests of
-//! queues and fencing counters use the shared server (`lockattr_tests::redis_url()`), on
-//! keys of their own. A missing `redis-server` or `openssl` fails the test.
+//! never answers, TLS with a certificate made at test time, an ACL user, a password. The
+//! tests of queues, fencing counters and the storage format marker use the shared server
+//! (`lockattr_tests::redis_url()`), on keys of their own. A missing `redis-server` or
+//! `openssl` fails the test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -859,4 +860,36 @@ async fn a_wrong_password_never_shows() {
         .release()
         .await
         .unwrap();
+}
+
+/// The storage format is recorded under the prefix (`{<prefix>}format`) when a backend
+/// opens; a server whose marker says a newer format than this build's is refused, with a
+/// message that names the marker and says to upgrade; back at this build's format, it
+/// opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_storage_format_is_refused() {
+    let prefix = format!("format-{}-{}:", std::process::id(), free_port());
+    let url = with_param(&redis_url(), &format!("prefix={prefix}"));
+    let marker = format!("{{{prefix}}}format");
+    let locks = lockattr::connect(&url).await.unwrap();
+    let recorded: Option<String> = on_shared_server(&["GET", &marker]).await;
+    assert_eq!(recorded.as_deref(), Some("1"), "the format is recorded");
+    drop(locks);
+
+    on_shared_server::<()>(&["SET", &marker, "2"]).await;
+    let e = lockattr::connect(&url).await.unwrap_err();
+    on_shared_server::<()>(&["SET", &marker, "1"]).await;
+    assert!(matches!(e, LockError::Backend { .. }), "{e}");
+    let shown = e.to_string();
+    for part in [marker.as_str(), "storage format 2", "upgrade lockattr"] {
+        assert!(shown.contains(part), "no `{part}` in: {shown}");
+    }
+    let again = lockattr::connect(&url).await.unwrap();
+    take(&again, "format", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    on_shared_server::<()>(&["DEL", &marker]).await;
 }

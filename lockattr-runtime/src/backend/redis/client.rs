@@ -98,6 +98,27 @@ impl RedisClient {
         })
     }
 
+    /// Records this build's storage format ([`FORMAT`](crate::backend::FORMAT)) under
+    /// [`RedisOptions::format_key`] unless one is recorded already, and answers the one
+    /// recorded. Runs at open: the caller bounds it by `connect_timeout_ms`.
+    pub(super) async fn record_format(&self) -> BackendResult<u32> {
+        let key = self.options.format_key();
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(crate::backend::FORMAT)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key);
+        let (recorded,): (String,) = self.run(pipe.query_async(&mut conn)).await?;
+        recorded.parse().map_err(|_| {
+            format!("the storage format marker `{key}` holds `{recorded}`, not a format number")
+                .into()
+        })
+    }
+
     /// Runs one Redis call, bounded by `timeout_ms`.
     pub(super) async fn call<T>(
         &self,

@@ -100,7 +100,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::wait::millis;
-use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
+use super::{Acquire, Backend, BackendResult, BoxFuture, Granted, FORMAT};
 use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
@@ -129,8 +129,8 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the server `url` names and starts listening for releases, all of it
-    /// bounded by `connect_timeout_ms`.
+    /// Connects to the server `url` names, checks the storage format recorded there, and
+    /// starts listening for releases. All of it is bounded by `connect_timeout_ms`.
     pub(crate) async fn open(url: &BackendUrl) -> Result<Self, LockError> {
         let options = RedisOptions::from_url(url)?;
         tracing::debug!(backend = options.backend, "connecting to Redis");
@@ -141,13 +141,18 @@ impl RedisBackend {
                     RedisClient::connect(options.clone()),
                     listener::subscribe(&options, connect_timeout),
                 )?;
-                Ok((client, subscription))
+                let format = client.record_format().await?;
+                Ok((client, subscription, format))
             })
             .await;
-        let (client, subscription) = opened.map_err(|e| {
+        let (client, subscription, format) = opened.map_err(|e| {
             tracing::debug!(backend = options.backend, error = %e, "connecting to Redis failed");
             LockError::backend(&url.redacted, None, e)
         })?;
+        if format > FORMAT {
+            let place = format!("this Redis (key `{}`)", options.format_key());
+            return Err(super::format_refused(url, &place, format));
+        }
         let signals = Arc::new(ReleaseSignals::default());
         let listener = tokio::spawn(listener::listen(
             Arc::downgrade(&signals),

@@ -76,6 +76,12 @@ impl RedisOptions {
             self.secrets.error(e)
         }
     }
+
+    /// The key that records the storage format on the server: `{<prefix>}format`, beside
+    /// (and never equal to) the lock names `{<prefix><key>}…`.
+    pub(super) fn format_key(&self) -> String {
+        format!("{{{}}}format", self.prefix)
+    }
 }
 
 /// A time limit the URL sets: how long, and the parameter that says so.
@@ -185,6 +191,7 @@ mod tests {
         assert_eq!(o.connect_timeout.length, Duration::from_millis(1000));
         assert_eq!(o.connect_timeout.param, "connect_timeout_ms");
         assert_eq!(o.prefix, "lockattr:");
+        assert_eq!(o.format_key(), "{lockattr:}format");
         let o =
             options("redis://127.0.0.1?timeout_ms=250&connect_timeout_ms=300&prefix=app:").unwrap();
         assert_eq!(o.timeout.length, Duration::from_millis(250));
