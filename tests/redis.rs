@@ -737,13 +737,11 @@ async fn an_acl_user_limited_to_the_prefix_works() {
         ])
         .args([
             "+evalsha",
-            "+eval",
             "+script|load",
             "+append",
             "+get",
             "+psubscribe",
             "+publish",
-            "+ping",
             "+exists",
             "+set",
             "+incr",

@@ -28,8 +28,11 @@ const SEEDED_MIN: u64 = 1_000_000_000_000_000;
 /// (`timeout_ms` bounds each operation). Shared by the backend and the clean-ups it leaves
 /// in the background.
 pub(super) struct RedisClient {
+    /// One reconnecting multiplexed connection; cloning it is cheap.
     conn: ConnectionManager,
+    /// What the URL asks for: time limits, prefix, and the redaction of the password.
     pub(super) options: RedisOptions,
+    /// The token-checked and queue scripts.
     pub(super) scripts: Scripts,
 }
 
@@ -70,6 +73,7 @@ fn parse_fence(text: &str) -> BackendResult<u64> {
 
 /// What one acquisition attempt got.
 pub(super) enum Attempt {
+    /// Taken, with its fencing token.
     Granted(Granted),
     /// Refused; the lease's remaining time (zero: free, but others wait first).
     Refused(Duration),

@@ -5,20 +5,28 @@
 //! `redis://[user:password@]host[:port][/db][?options]`, or `rediss://…` for TLS. Options:
 //!
 //! - `prefix` (default `lockattr:`): the text every stored key starts with;
-//! - `timeout_ms` (default 1000): the longest any one operation waits for an answer; a
-//!   server that stops answering gives [`LockError::Backend`]
-//!   after this, never a hang;
-//! - `connect_timeout_ms` (default 1000): the longest one connection attempt takes;
+//! - `timeout_ms` (default 1000): the longest one operation (an acquisition attempt, a
+//!   release, an extension, leaving a wait) waits for the server; a server that stops
+//!   answering gives [`LockError::Backend`] after this, never a hang;
+//! - `connect_timeout_ms` (default 1000): the longest [`connect`](crate::connect) takes,
+//!   all of it (both connections, the subscription, the storage format check), and the
+//!   longest each reconnection attempt takes later;
 //! - `tls_ca_file=PATH` (`rediss://` only): trust the PEM certificate(s) in `PATH` instead of
 //!   the system's roots (a private CA, or a self-signed server certificate);
 //! - `tls_insecure=true` (`rediss://` only): skip verification of the server's certificate
 //!   and host name. The connection is encrypted but not authenticated: for tests only.
 //!
+//! A limit that runs out is a [`LockError::Backend`] whose message names the parameter and
+//! its value ("Redis did not answer within 1000 ms (the URL's `connect_timeout_ms`)").
+//! Messages and logs show the URL with its password as `***`, and the client's errors
+//! are scrubbed of it.
+//!
 //! # What is stored
 //!
 //! A lock key `K` (prefixed, and hashed when longer than 512 bytes) is stored as
 //! `{K}` holding the owner token (32 hex digits) with the lease as its expiry; a `+` after
-//! the token says that somebody waits. Next to it, sharing the hash tag so that every
+//! the token says that somebody waits, and `q:<ticket>` says that the key is being handed
+//! to the waiter holding that ticket. Next to it, sharing the hash tag so that every
 //! script touches one Redis Cluster slot:
 //!
 //! - `{K}:fence`, the fencing counter, `INCR`ed on each attempt. When it is missing (the
@@ -28,34 +36,50 @@
 //!   greater than every earlier one (no server runs a command per nanosecond), as long as
 //!   the server's clock does not step back;
 //! - `{K}:queue` and `{K}:queue:leases`, the waiters: a sorted set of tickets in arrival
-//!   order and one of their lease expiries. A waiter refreshes its lease at each poll; a
-//!   waiter that vanishes is dropped from the queue 3 s later.
+//!   order and one of their lease expiries. A waiter refreshes its lease (3 s) at each
+//!   poll; a waiter that vanishes is skipped once its lease has run out, and both sets
+//!   expire 6 s after the last refresh.
 //!
 //! Releases to a waiter publish on the channel `{K}:released`; each backend listens on
 //! one pub/sub connection with a pattern subscription to its prefix.
 //!
+//! One more key per prefix, `{<prefix>}format` (`{lockattr:}format` by default), records
+//! the storage format (`1`), written when a backend first opens on the server (no expiry;
+//! written again after a restart without persistence). A backend refuses to open on a
+//! server whose marker names a newer format than it speaks, and says to upgrade
+//! lockattr: processes of two versions never share keys they read differently
+//! (`docs/design.md`, "Mixed versions"). The marker never equals a lock's name, which
+//! ends with `}` or a `:` suffix.
+//!
 //! # Operations
 //!
-//! Every operation is one round trip. All but the uncontended acquisition are one
-//! `EVALSHA` of a Lua script, so atomic; each script is given `{K}` and reaches the other
-//! names by appending to it.
+//! Each operation is bounded as a whole by `timeout_ms`, and opening by
+//! `connect_timeout_ms`. Every script is one `EVALSHA`, so atomic; each is given `{K}` and
+//! reaches the other names by appending to it. The first call of a script on a server
+//! that does not know it yet takes two more round trips (`SCRIPT LOAD`, then the
+//! `EVALSHA` again).
 //!
-//! - **acquire** (uncontended): `SET {K} token NX PX ttl`, `INCR {K}:fence` and
-//!   `EXISTS {K}:queue`, pipelined, with no Lua (a script costs the server more than the two commands it
-//!   would run). They need not be atomic: only the expiry of this very lease could let
-//!   another caller in between them, and then the answer arrives after the lease's local
-//!   deadline and the lease is given back, its token never handed out;
-//! - **release**: token-checked `DEL`; with `min_hold`, `PEXPIRE` to what remains of it
-//!   instead. When the value is marked with `+`, the key is handed to the oldest live
-//!   waiter: set to `q:<its ticket>` for what remains of that waiter's lease, and its
-//!   ticket published. Without a mark the script is a plain compare-and-delete;
-//! - **extend**: token-checked `PEXPIRE`;
-//! - **a waiter's attempt**: takes a key handed to its ticket, or a free key when no
-//!   other live waiter is ahead; otherwise queues its ticket and marks the holder's value
-//!   with `+`;
-//! - **leaving the queue**: removes the ticket, and hands on a key handed to it.
-//!
-//! Each is bounded by `timeout_ms`.
+//! - **open**: connects the command connection and the pub/sub connection (and
+//!   subscribes it) side by side, then records the format with `SET {<prefix>}format 1
+//!   NX` and `GET`, pipelined;
+//! - **acquire** (uncontended): one round trip, `SET {K} token NX PX ttl`,
+//!   `INCR {K}:fence` and `EXISTS {K}:queue` pipelined, with no Lua (a script costs the
+//!   server more than the three commands it would run). They need not be atomic: only the
+//!   expiry of this very lease could let another caller in between them, and then the
+//!   answer arrives after the lease's local deadline and the lease is given back, its
+//!   token never handed out. A second round trip, a script, only when the counter was
+//!   missing (seeding it, once per key and day) or when the key was free while waiters
+//!   are queued (handing it to the oldest live one, see below);
+//! - **release**: one script: token-checked `DEL`; with `min_hold`, `PEXPIRE` to what
+//!   remains of it instead. When the value is marked with `+`, the key is handed to the
+//!   oldest live waiter: set to `q:<its ticket>` for what remains of that waiter's lease,
+//!   and its ticket published. Without a mark the script is a plain compare-and-delete;
+//! - **extend**: one script: token-checked `PEXPIRE`;
+//! - **a waiter's attempt**: one script: takes a key handed to its ticket, or a free key
+//!   when no other live waiter is ahead; otherwise queues its ticket and marks the
+//!   holder's value with `+`;
+//! - **leaving the queue** (a wait that timed out or was dropped): one script: removes
+//!   the ticket, and hands on a key handed to it.
 //!
 //! Waiting is first come, first served across processes: a caller that is refused queues,
 //! and a release hands the key to the queue's head, so a holder that releases and at once
@@ -69,16 +93,18 @@
 //!
 //! A lease the server lost while this backend's connection was down (a restart without
 //! persistence) is reported through [`Backend::lost`] as soon as the release listener
-//! reconnects, so the attribute cancels the body with `Lost` instead of letting it run on
-//! while another process may take the key.
+//! reconnects (each watched lease is then read with one `GET`), so the attribute cancels
+//! the body with `Lost` instead of letting it run on while another process may take the
+//! key.
 //!
 //! # ACL
 //!
-//! With the default prefix, a Redis 6+ ACL user needs the keys `~{lockattr:*`, the
+//! With the default prefix, a Redis 6+ ACL user needs the keys `~{lockattr:*` (the
+//! format marker `{lockattr:}format` among them), the
 //! channel pattern `&{lockattr:*}:released` (literally: `PSUBSCRIBE` checks patterns
-//! as written; Redis 7 gives new users no channels), and the commands `+evalsha +eval
-//! +script|load +get +psubscribe +publish +ping` plus those the scripts run: `+exists +set
-//! +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del +append`.
+//! as written; Redis 7 gives new users no channels), and the commands `+evalsha
+//! +script|load +get +psubscribe +publish` plus those the pipelines and scripts run:
+//! `+exists +set +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del +append`.
 //! Without the channel permission `connect` fails with the server's `NOPERM` message.
 //!
 //! # Limits
@@ -123,8 +149,12 @@ const MAX_KEY_LEN: usize = 512;
 /// listens for releases. Both are closed when the last [`Locks`](crate::Locks) clone
 /// holding this backend is dropped.
 pub struct RedisBackend {
+    /// The command connection, shared with the clean-ups of abandoned waits.
     client: Arc<RedisClient>,
+    /// The waiters the listener wakes and its reconnection count; the listener holds them
+    /// weakly and ends when they are gone.
     signals: Arc<ReleaseSignals>,
+    /// The release listener's task, stopped on drop.
     listener: JoinHandle<()>,
 }
 
