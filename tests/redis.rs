@@ -118,6 +118,16 @@ impl Server {
         }
     }
 
+    /// `redis-cli` with `args` against this server (without TLS); its answer.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.probe.0.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let status = Command::new("kill").args([signal, &pid]).status().unwrap();
@@ -723,40 +733,36 @@ async fn waiters_are_woken_by_the_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_user_limited_to_the_prefix_works() {
     let port = free_port();
-    let _server = Server::start(port);
-    let status = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "ACL",
-            "SETUSER",
-            "locker",
-            "on",
-            ">s3cret",
-            "~{lockattr:*",
-            "&{lockattr:*}:released",
-        ])
-        .args([
-            "+evalsha",
-            "+script|load",
-            "+append",
-            "+get",
-            "+psubscribe",
-            "+publish",
-            "+exists",
-            "+set",
-            "+incr",
-            "+time",
-            "+zrange",
-            "+zscore",
-            "+zadd",
-            "+zrem",
-            "+pexpire",
-            "+pttl",
-            "+del",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "OK");
+    let server = Server::start(port);
+    let user = [
+        "ACL",
+        "SETUSER",
+        "locker",
+        "on",
+        ">s3cret",
+        "~{lockattr:*",
+        "&{lockattr:*}:released",
+    ];
+    let commands = [
+        "+evalsha",
+        "+script|load",
+        "+append",
+        "+get",
+        "+psubscribe",
+        "+publish",
+        "+exists",
+        "+set",
+        "+incr",
+        "+time",
+        "+zrange",
+        "+zscore",
+        "+zadd",
+        "+zrem",
+        "+pexpire",
+        "+pttl",
+        "+del",
+    ];
+    assert_eq!(server.cli(&[&user[..], &commands[..]].concat()), "OK");
     let url = format!("redis://locker:s3cret@127.0.0.1:{port}");
     let (a, b) = (
         lockattr::connect(&url).await.unwrap(),
@@ -839,13 +845,11 @@ async fn assert_password_hidden(url: &str, password: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_never_shows() {
     let port = free_port();
-    let _server = Server::start(port);
-    let set = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["CONFIG", "SET", "requirepass", "the-r1ght-one"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&set.stdout).trim(), "OK");
+    let server = Server::start(port);
+    assert_eq!(
+        server.cli(&["CONFIG", "SET", "requirepass", "the-r1ght-one"]),
+        "OK"
+    );
     let wrong = format!("redis://:n0t-the%21secret@127.0.0.1:{port}");
     assert_password_hidden(&wrong, "n0t-the%21secret").await;
     assert_password_hidden(&wrong, "n0t-the!secret").await;
