@@ -151,6 +151,12 @@ impl Drop for Server {
     }
 }
 
+/// `locks` takes `key` (free) and gives it back: the backend works.
+async fn takes_and_releases(locks: &Locks, key: &str) {
+    let guard = take(locks, key, Duration::from_secs(30)).await;
+    guard.expect("the key is free").release().await.unwrap();
+}
+
 fn assert_backend_error<T: std::fmt::Debug>(result: Result<T, LockError>, url: &str) -> LockError {
     let e = result.expect_err("the operation must fail");
     assert!(matches!(e, LockError::Backend { .. }), "{e}");
@@ -569,12 +575,7 @@ async fn rediss_with_a_test_ca() {
     let insecure = lockattr::connect(&format!("rediss://127.0.0.1:{port}?tls_insecure=true"))
         .await
         .unwrap();
-    take(&insecure, "tls2", ttl)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    takes_and_releases(&insecure, "tls2").await;
     drop(server);
 }
 
@@ -856,12 +857,7 @@ async fn a_wrong_password_never_shows() {
     let right = lockattr::connect(&format!("redis://:the-r1ght-one@127.0.0.1:{port}"))
         .await
         .unwrap();
-    take(&right, "password", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    takes_and_releases(&right, "password").await;
 }
 
 /// The storage format is recorded under the prefix (`{<prefix>}format`) when a backend
@@ -887,11 +883,6 @@ async fn a_newer_storage_format_is_refused() {
         assert!(shown.contains(part), "no `{part}` in: {shown}");
     }
     let again = lockattr::connect(&url).await.unwrap();
-    take(&again, "format", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    takes_and_releases(&again, "format").await;
     on_shared_server::<()>(&["DEL", &marker]).await;
 }
