@@ -392,7 +392,7 @@ async fn a_server_that_stops_answering_times_out() {
 /// the storage format: all of it is bounded by `connect_timeout_ms`, not by a multiple of
 /// it or by `timeout_ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_to_a_silent_server_gives_up_after_connect_timeout_ms() {
+async fn a_silent_listener_fails_connect_in_time() {
     for (param, limit_ms) in [(None, 1000), (Some("connect_timeout_ms=300"), 300)] {
         let mut url = format!("redis://127.0.0.1:{}", black_hole());
         if let Some(param) = param {
