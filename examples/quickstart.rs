@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use lockattr::distributed_lock;
 
-/// The embedded backend used when `LOCKATTR_URL` is not set: a SQLite file in the
-/// current folder, which separate processes on this host would share too.
-#[cfg(feature = "sqlite")]
+/// The backend used when `LOCKATTR_URL` is not set: `sqlite://lockattr.db`, a SQLite file
+/// in the current folder (lockattr's default `sqlite` feature), which separate processes
+/// on this host would share too.
 const EMBEDDED: &str = lockattr::EMBEDDED_DEFAULT_URL;
-/// Without the `sqlite` feature, the in-process backend.
-#[cfg(not(feature = "sqlite"))]
-const EMBEDDED: &str = "memory://quickstart";
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const INSTANCES: usize = 3;

@@ -1,5 +1,5 @@
-//! Property tests for keys (DESIGN.md semantic 7): distinct argument tuples never map to
-//! one key, and safe values go in as they are.
+//! Property tests for keys (`docs/design.md` semantic 7): distinct argument tuples never
+//! map to one key, and safe values go in as they are.
 
 use std::collections::HashMap;
 
@@ -61,8 +61,8 @@ proptest! {
         }
     }
 
-    /// The boundary between two values moved across a separator (DESIGN.md's `"a:b","c"`
-    /// against `"a","b:c"`) always changes the key.
+    /// The boundary between two values moved across a separator (`docs/design.md`'s
+    /// `"a:b","c"` against `"a","b:c"`) always changes the key.
     #[test]
     fn moving_a_boundary_changes_the_key(
         x in tricky(), y in tricky(), z in tricky(), n in any::<i64>(),

@@ -1,15 +1,18 @@
 //! The Redis backend under faults, against redis-server processes these tests start on
 //! free ports: a restart during a hold, a server that stops answering, a listener that
-//! never answers, TLS with a certificate made at test time, an ACL user. The tests of
-//! queues and fencing counters use the shared server on 6379, on keys of their own. A
-//! missing `redis-server` or `openssl` fails the test.
+//! never answers, TLS with a certificate made at test time, an ACL user, a password. The
+//! tests of queues, fencing counters and the storage format marker use the shared server
+//! (`lockattr_tests::redis_url()`), on keys of their own. A missing `redis-server` or
+//! `openssl` fails the test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
+use lockattr_tests::{black_hole, redis_url, with_param};
 
 mod suite;
 use suite::{eventually, take};
@@ -115,6 +118,16 @@ impl Server {
         }
     }
 
+    /// `redis-cli` with `args` against this server (without TLS); its answer.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.probe.0.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let status = Command::new("kill").args([signal, &pid]).status().unwrap();
@@ -136,6 +149,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `locks` takes `key` (free) and gives it back: the backend works.
+async fn takes_and_releases(locks: &Locks, key: &str) {
+    let guard = take(locks, key, Duration::from_secs(30)).await;
+    guard.expect("the key is free").release().await.unwrap();
 }
 
 fn assert_backend_error<T: std::fmt::Debug>(result: Result<T, LockError>, url: &str) -> LockError {
@@ -297,34 +316,45 @@ async fn a_server_that_stops_answering_times_out() {
 
     server.signal("-STOP");
     let stopped = Instant::now();
-    let slack = Duration::from_millis(250);
+    // Generous: the bound proves there is one, not how fast it is.
+    let bound = timeout * 5 + Duration::from_secs(1);
+    let names_the_operation_timeout = |e: &LockError, what: &str| {
+        let shown = e.to_string();
+        assert!(
+            shown.contains("within 300 ms (the URL's `timeout_ms`)"),
+            "{what}: {shown}"
+        );
+    };
     for _ in 0..2 {
         let started = Instant::now();
         let e = assert_backend_error(locks.lock("other").ttl(ttl).try_acquire().await, &shown);
         assert!(
-            started.elapsed() < timeout + slack,
+            started.elapsed() < bound,
             "try_acquire took {:?}: {e}",
             started.elapsed()
         );
+        names_the_operation_timeout(&e, "try_acquire");
         let started = Instant::now();
-        assert_backend_error(held.extend(ttl).await, &shown);
+        let e = assert_backend_error(held.extend(ttl).await, &shown);
         assert!(
-            started.elapsed() < timeout + slack,
+            started.elapsed() < bound,
             "extend took {:?}",
             started.elapsed()
         );
+        names_the_operation_timeout(&e, "extend");
         let started = Instant::now();
         let waited = locks
             .lock("held")
             .ttl(ttl)
             .acquire(Duration::from_secs(5))
             .await;
-        assert_backend_error(waited, &shown);
+        let e = assert_backend_error(waited, &shown);
         assert!(
-            started.elapsed() < timeout + slack,
+            started.elapsed() < bound,
             "acquire took {:?}",
             started.elapsed()
         );
+        names_the_operation_timeout(&e, "acquire");
     }
     let (ended, lost_at) = body.await.unwrap();
     let e = ended.unwrap_err();
@@ -356,29 +386,36 @@ async fn a_server_that_stops_answering_times_out() {
     held.release().await.unwrap();
 }
 
-/// A listener that accepts connections and never answers: `connect` fails with a
-/// `Backend` error within its timeouts instead of hanging.
+/// A server that accepts connections and never answers: `connect` fails with a `Backend`
+/// error once `connect_timeout_ms` (default 1000) has run out, not before and not much
+/// later, and the message names that parameter. Opening makes two connections and checks
+/// the storage format: all of it is bounded by `connect_timeout_ms`, not by a multiple of
+/// it or by `timeout_ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_listener_fails_connect_in_time() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = std::thread::spawn(move || {
-        // Hold the accepted sockets open, silently.
-        let mut held = Vec::new();
-        for conn in listener.incoming().take(8) {
-            held.push(conn);
+    for (param, limit_ms) in [(None, 1000), (Some("connect_timeout_ms=300"), 300)] {
+        let mut url = format!("redis://127.0.0.1:{}", black_hole());
+        if let Some(param) = param {
+            url = with_param(&url, param);
         }
-    });
-    let url = format!("redis://127.0.0.1:{port}?timeout_ms=200&connect_timeout_ms=200");
-    let started = Instant::now();
-    let e = lockattr::connect(&url).await.unwrap_err();
-    assert!(matches!(e, LockError::Backend { .. }), "{e}");
-    assert!(
-        started.elapsed() < Duration::from_millis(1200),
-        "connect took {:?}",
-        started.elapsed()
-    );
-    drop(accepted);
+        let limit = Duration::from_millis(limit_ms);
+        let started = Instant::now();
+        let e = lockattr::connect(&url).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!(
+                "within {limit_ms} ms (the URL's `connect_timeout_ms`)"
+            )),
+            "{url}: {shown}"
+        );
+        assert!(took >= limit, "{url}: gave up after {took:?}");
+        assert!(
+            took < limit * 5 + Duration::from_secs(1),
+            "{url}: took {took:?}"
+        );
+    }
 }
 
 /// Options that are not numbers, unknown options and TLS options on `redis://` are
@@ -538,12 +575,7 @@ async fn rediss_with_a_test_ca() {
     let insecure = lockattr::connect(&format!("rediss://127.0.0.1:{port}?tls_insecure=true"))
         .await
         .unwrap();
-    take(&insecure, "tls2", ttl)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    takes_and_releases(&insecure, "tls2").await;
     drop(server);
 }
 
@@ -583,7 +615,7 @@ async fn a_grant_that_arrives_after_its_ttl_is_refused() {
 /// that vanished without a word (a ticket whose lease ran out) does not hold up the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_waiters_do_not_block_the_queue() {
-    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let locks = lockattr::connect(&redis_url()).await.unwrap();
     let key = format!("abandon-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
     let held = take(&locks, &key, ttl).await.unwrap();
@@ -615,11 +647,11 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     // A ticket at the head of the queue whose lease ran out long ago: skipped, by a
     // newcomer and by a waiter alike.
     let queue = format!("{{lockattr:{key}}}:queue");
-    shared_cli(&["ZADD", &queue, "0", "vanished"]);
+    on_shared_server::<()>(&["ZADD", &queue, "0", "vanished"]).await;
     let taken = take(&locks, &key, ttl).await;
     assert!(taken.is_some(), "a vanished waiter kept the key");
     taken.unwrap().release().await.unwrap();
-    shared_cli(&["ZADD", &queue, "0", "vanished"]);
+    on_shared_server::<()>(&["ZADD", &queue, "0", "vanished"]).await;
     let held = take(&locks, &key, ttl).await.unwrap();
     let waiter = wait(locks.clone(), key.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -628,30 +660,30 @@ async fn abandoned_waiters_do_not_block_the_queue() {
     next.release().await.unwrap();
 }
 
-/// `redis-cli` against the shared server on 6379; its answer.
-fn shared_cli(args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", "6379"])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(out.status.success(), "redis-cli {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// `args` run as one command on the shared server; its answer.
+async fn on_shared_server<T: redis::FromRedisValue>(args: &[&str]) -> T {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// Fencing tokens keep growing when the counter is lost (a restart without persistence,
 /// its daily expiry), and a refused attempt never leaves a counter that cannot expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fences_grow_when_the_counter_is_lost() {
-    let locks = lockattr::connect("redis://127.0.0.1:6379").await.unwrap();
+    let locks = lockattr::connect(&redis_url()).await.unwrap();
     let key = format!("fence-lost-{}-{}", std::process::id(), free_port());
     let counter = format!("{{lockattr:{key}}}:fence");
     let ttl = Duration::from_secs(30);
     let first = take(&locks, &key, ttl).await.unwrap();
     let mut last = first.token();
-    shared_cli(&["DEL", &counter]);
+    on_shared_server::<()>(&["DEL", &counter]).await;
     assert!(take(&locks, &key, ttl).await.is_none(), "the key is held");
-    let pttl: i64 = shared_cli(&["PTTL", &counter]).parse().unwrap();
+    let pttl: i64 = on_shared_server(&["PTTL", &counter]).await;
     assert_ne!(pttl, -1, "a refused attempt left a counter without expiry");
     first.release().await.unwrap();
     for _ in 0..3 {
@@ -659,7 +691,7 @@ async fn fences_grow_when_the_counter_is_lost() {
         assert!(guard.token() > last, "{} after {last}", guard.token());
         last = guard.token();
         guard.release().await.unwrap();
-        shared_cli(&["DEL", &counter]);
+        on_shared_server::<()>(&["DEL", &counter]).await;
     }
 }
 
@@ -669,8 +701,8 @@ async fn fences_grow_when_the_counter_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_woken_by_the_release() {
     let (a, b) = (
-        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
-        lockattr::connect("redis://127.0.0.1:6379").await.unwrap(),
+        lockattr::connect(&redis_url()).await.unwrap(),
+        lockattr::connect(&redis_url()).await.unwrap(),
     );
     let key = format!("notified-{}-{}", std::process::id(), free_port());
     let ttl = Duration::from_secs(30);
@@ -702,42 +734,36 @@ async fn waiters_are_woken_by_the_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_user_limited_to_the_prefix_works() {
     let port = free_port();
-    let _server = Server::start(port);
-    let status = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "ACL",
-            "SETUSER",
-            "locker",
-            "on",
-            ">s3cret",
-            "~{lockattr:*",
-            "&{lockattr:*}:released",
-        ])
-        .args([
-            "+evalsha",
-            "+eval",
-            "+script|load",
-            "+append",
-            "+get",
-            "+psubscribe",
-            "+publish",
-            "+ping",
-            "+exists",
-            "+set",
-            "+incr",
-            "+time",
-            "+zrange",
-            "+zscore",
-            "+zadd",
-            "+zrem",
-            "+pexpire",
-            "+pttl",
-            "+del",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "OK");
+    let server = Server::start(port);
+    let user = [
+        "ACL",
+        "SETUSER",
+        "locker",
+        "on",
+        ">s3cret",
+        "~{lockattr:*",
+        "&{lockattr:*}:released",
+    ];
+    let commands = [
+        "+evalsha",
+        "+script|load",
+        "+append",
+        "+get",
+        "+psubscribe",
+        "+publish",
+        "+exists",
+        "+set",
+        "+incr",
+        "+time",
+        "+zrange",
+        "+zscore",
+        "+zadd",
+        "+zrem",
+        "+pexpire",
+        "+pttl",
+        "+del",
+    ];
+    assert_eq!(server.cli(&[&user[..], &commands[..]].concat()), "OK");
     let url = format!("redis://locker:s3cret@127.0.0.1:{port}");
     let (a, b) = (
         lockattr::connect(&url).await.unwrap(),
@@ -756,9 +782,107 @@ async fn an_acl_user_limited_to_the_prefix_works() {
     assert!(next.token() > 0);
     next.release().await.unwrap();
 
-    let e = lockattr::connect(&format!("redis://locker:wrong-secret@127.0.0.1:{port}"))
-        .await
-        .unwrap_err();
+    assert_password_hidden(
+        &format!("redis://locker:wrong-secret@127.0.0.1:{port}"),
+        "wrong-secret",
+    )
+    .await;
+}
+
+/// What this test process's tracing subscriber wrote, at every level and from every test
+/// in the process: installed once, the first time it is asked for.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other tracing subscriber in this test process");
+        logs
+    })
+}
+
+/// Appends to the captured logs.
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connects to `url`, whose `password` the server refuses: a `Backend` error whose
+/// message and `Debug` do not show the password, and neither does anything logged while
+/// connecting (which does log, naming the backend with its password as `***`).
+async fn assert_password_hidden(url: &str, password: &str) {
+    let logs = captured_logs();
+    let e = lockattr::connect(url).await.unwrap_err();
     assert!(matches!(e, LockError::Backend { .. }), "{e}");
-    assert!(!e.to_string().contains("wrong-secret"), "{e}");
+    let shown = format!("{e}\n{e:?}");
+    assert!(!shown.contains(password), "{shown}");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let redacted = lockattr::url::redact(url);
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("connecting to Redis failed") && l.contains(&redacted)),
+        "connecting logged no failure for {redacted}: {logged}"
+    );
+    assert!(!logged.contains(password), "{logged}");
+}
+
+/// A server with `requirepass` and a URL with a wrong password (with a %-escape, which
+/// the client decodes): the password shows in no error message, `Debug` or log line,
+/// neither as written nor decoded; the right one connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_never_shows() {
+    let port = free_port();
+    let server = Server::start(port);
+    assert_eq!(
+        server.cli(&["CONFIG", "SET", "requirepass", "the-r1ght-one"]),
+        "OK"
+    );
+    let wrong = format!("redis://:n0t-the%21secret@127.0.0.1:{port}");
+    assert_password_hidden(&wrong, "n0t-the%21secret").await;
+    assert_password_hidden(&wrong, "n0t-the!secret").await;
+    let right = lockattr::connect(&format!("redis://:the-r1ght-one@127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    takes_and_releases(&right, "password").await;
+}
+
+/// The storage format is recorded under the prefix (`{<prefix>}format`) when a backend
+/// opens; a server whose marker says a newer format than this build's is refused, with a
+/// message that names the marker and says to upgrade; back at this build's format, it
+/// opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_storage_format_is_refused() {
+    let prefix = format!("format-{}-{}:", std::process::id(), free_port());
+    let url = with_param(&redis_url(), &format!("prefix={prefix}"));
+    let marker = format!("{{{prefix}}}format");
+    let locks = lockattr::connect(&url).await.unwrap();
+    let recorded: Option<String> = on_shared_server(&["GET", &marker]).await;
+    assert_eq!(recorded.as_deref(), Some("1"), "the format is recorded");
+    drop(locks);
+
+    on_shared_server::<()>(&["SET", &marker, "2"]).await;
+    let e = lockattr::connect(&url).await.unwrap_err();
+    on_shared_server::<()>(&["SET", &marker, "1"]).await;
+    assert!(matches!(e, LockError::Backend { .. }), "{e}");
+    let shown = e.to_string();
+    for part in [marker.as_str(), "storage format 2", "upgrade lockattr"] {
+        assert!(shown.contains(part), "no `{part}` in: {shown}");
+    }
+    let again = lockattr::connect(&url).await.unwrap();
+    takes_and_releases(&again, "format").await;
+    on_shared_server::<()>(&["DEL", &marker]).await;
 }

@@ -6,7 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, LitBool, LitInt, LitStr, Token};
 
-use crate::duration::{parse_duration, Millis};
+use crate::duration::{format_millis, parse_duration, Millis};
 use crate::errors::{did_you_mean, Errors};
 
 /// Every option the attribute takes, in the order the docs list them.
@@ -58,12 +58,20 @@ pub struct Args {
     pub krate: Option<syn::Path>,
     /// Option names as written, for "given twice" and "without" messages.
     pub names: Vec<Ident>,
+    /// The options suggested for unknown names ("did you mean `ttl`?").
+    pub suggested: Vec<&'static str>,
 }
 
 impl Args {
     /// The span of the option `name` as written, if it was.
     pub fn name_span(&self, name: &str) -> Option<Span> {
         self.names.iter().find(|n| *n == name).map(Ident::span)
+    }
+
+    /// Whether `name` is missing and no error says so yet: an unknown option that is a
+    /// near miss of it (`tll` for `ttl`) was reported with the suggestion, which is the fix.
+    pub fn unreported_missing(&self, name: &str) -> bool {
+        self.name_span(name).is_none() && !self.suggested.contains(&name)
     }
 }
 
@@ -123,18 +131,39 @@ fn expect_str(lit: &Lit, option: &str, example: &str) -> syn::Result<LitStr> {
     }
 }
 
+/// The shortest `ttl`. The runtime refuses a grant that arrives after its lease ran out,
+/// and a lease shorter than this can run out before any backend's answer is back.
+pub const MIN_TTL: Millis = 10;
+
 fn duration(lit: &Lit, option: &str) -> syn::Result<Spanned<Millis>> {
     let s = expect_str(lit, option, "\"30s\"")?;
-    let value = parse_duration(&s.value()).map_err(|msg| {
-        syn::Error::new(
-            s.span(),
-            format!("invalid `{option}` duration `{}`: {msg}", s.value()),
-        )
-    })?;
+    let value = parse_duration(&s.value())
+        .and_then(|ms| at_least_floor(option, ms))
+        .map_err(|msg| {
+            syn::Error::new(
+                s.span(),
+                format!("invalid `{option}` duration `{}`: {msg}", s.value()),
+            )
+        })?;
     Ok(Spanned {
         value,
         span: s.span(),
     })
+}
+
+/// `ms` if `option` may be that short: a `ttl` no shorter than [`MIN_TTL`], any other
+/// duration not zero.
+fn at_least_floor(option: &str, ms: Millis) -> Result<Millis, String> {
+    if option == "ttl" && ms < MIN_TTL {
+        return Err(format!(
+            "a ttl must be at least {}; a shorter lease can run out before the backend's grant arrives, and a late grant is refused",
+            format_millis(MIN_TTL)
+        ));
+    }
+    if ms == 0 {
+        return Err("it is zero; a lock duration must be at least 1ms".into());
+    }
+    Ok(ms)
 }
 
 impl Args {
@@ -155,7 +184,9 @@ impl Args {
         for RawArg { name, value } in raw {
             let text = name.to_string();
             if !OPTIONS.contains(&text.as_str()) {
-                let hint = did_you_mean(&text, OPTIONS)
+                let suggestion = did_you_mean(&text, OPTIONS);
+                args.suggested.extend(suggestion);
+                let hint = suggestion
                     .map(|s| format!("did you mean `{s}`? "))
                     .unwrap_or_default();
                 errors.push(syn::Error::new(
@@ -293,4 +324,32 @@ fn retries(n: &LitInt) -> syn::Result<Spanned<u32>> {
         value,
         span: n.span(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn parse(tokens: proc_macro2::TokenStream) -> (Args, Result<(), String>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        (args, errors.finish().map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn ttl_has_a_floor_and_other_durations_do_not() {
+        let (args, ok) = parse(quote!(ttl = "10ms", wait = "1ms", backoff = "1ms"));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(args.ttl.map(|t| t.value), Some(MIN_TTL));
+        for short in ["9ms", "1ms", "0s"] {
+            let (args, err) = parse(quote!(ttl = #short));
+            let err = err.unwrap_err();
+            assert!(err.contains("at least 10ms"), "{short}: {err}");
+            assert!(args.ttl.is_none());
+        }
+        let (_, err) = parse(quote!(wait = "0s"));
+        assert!(err.unwrap_err().contains("zero"));
+    }
 }

@@ -1,7 +1,7 @@
 //! Durations as the attribute writes them: `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`, or
 //! several joined (`"1m30s"`).
 
-/// A duration in whole milliseconds, between [`MIN`] and [`MAX`].
+/// A duration in whole milliseconds, at most [`MAX`].
 pub type Millis = u64;
 
 /// The longest duration: 30 days (Memcached reads longer relative ttls as dates).
@@ -15,7 +15,8 @@ const UNITS: &[(&str, Millis)] = &[
     ("d", 24 * 60 * 60 * 1000),
 ];
 
-/// Parses a duration, or says in words what is wrong with it.
+/// Parses a duration, or says in words what is wrong with it. Zero parses: each option
+/// has its own floor.
 pub fn parse_duration(text: &str) -> Result<Millis, String> {
     const EXPECTED: &str = "write a whole number and a unit (`ms`, `s`, `m`, `h`, `d`), such as \"250ms\", \"30s\", \"5m\" or \"1m30s\"";
     if text.is_empty() {
@@ -41,9 +42,6 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
             .map_err(|_| format!("`{number}` is too large"))?;
         total = total.saturating_add(n.saturating_mul(u128::from(factor)));
         rest = after;
-    }
-    if total == 0 {
-        return Err("it is zero; a lock duration must be at least 1ms".into());
     }
     if total > u128::from(MAX) {
         return Err("it is out of range: the longest is 30 days (\"30d\")".into());
@@ -79,11 +77,11 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_zero_and_out_of_range() {
+    fn rejects_bad_and_out_of_range() {
         for bad in ["", "30", "s", "3 s", "1.5s", "10us", "-1s", "1s2"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert!(parse_duration("0s").unwrap_err().contains("zero"));
+        assert_eq!(parse_duration("0s"), Ok(0));
         assert!(parse_duration("31d").unwrap_err().contains("out of range"));
         assert!(parse_duration("99999999999999999999999999999999999999999d")
             .unwrap_err()

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned as _;
-use syn::{Ident, ItemFn, LitStr, ReturnType};
+use syn::{AttrStyle, Ident, ItemFn, LitStr, ReturnType};
 
 use crate::args::Args;
 use crate::errors::Errors;
@@ -50,6 +50,12 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
+    // syn keeps the body's inner attributes (`#![allow(unused)]`) in `attrs`, after the
+    // outer ones. They go back at the top of the body, where they apply to the whole
+    // function as the user wrote them to (tracing-attributes does the same).
+    let (outer, inner): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer));
     let krate = &lock.krate;
     let private = quote!(#krate::__private);
 
@@ -103,20 +109,22 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
     } else {
         quote!(run_fallible)
     };
-    let body = quote! {
-        async move {
-            #fake_return
-            #block
-        }
-    };
+    // The body's statements go into braces of our own that carry the span of the user's
+    // braces: the user's block inside ours would be "unnecessary braces" (`unused_braces`)
+    // when it is one expression, and a body of the wrong type is still reported on it.
+    let stmts = &block.stmts;
+    let mut braces = Group::new(Delimiter::Brace, quote!(#fake_return #(#stmts)*));
+    braces.set_span(block.brace_token.span.join());
+    let body = quote!(async move #braces);
     let run_path = respan(quote!(#private::#run_fn), ret_span);
     let run = quote_spanned! {ret_span=>
         #run_path(&__LOCKATTR_SPEC, __lockattr_key, #body).await
     };
 
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             static __LOCKATTR_SPEC: #private::LockSpec = #private::LockSpec {
                 template: #template,
                 ttl: ::core::time::Duration::from_millis(#ttl),
@@ -137,7 +145,7 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .into_iter()
         .map(|mut t| {
             if let TokenTree::Group(g) = &t {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
                 group.set_span(span);
                 t = TokenTree::Group(group);
             }
@@ -207,10 +215,14 @@ fn key_expr(lock: &Lock, private: &TokenStream) -> TokenStream {
         LitStr::new(&format, lock.key.span()).into_token_stream()
     };
     let template = lock.key.value();
+    let build = quote!(#private::build_key(#template, #head, ::core::format_args!(#format)));
+    if bindings.is_empty() {
+        return build;
+    }
     quote! {
         {
             let (#(#bindings,)*) = (#(#values,)*);
-            #private::build_key(#template, #head, ::core::format_args!(#format))
+            #build
         }
     }
 }
@@ -284,11 +296,7 @@ fn is_keyword(word: &str) -> bool {
 fn value_path(p: &Placeholder) -> TokenStream {
     let mut parts = p.path.iter();
     let root = parts.next().map(String::as_str).unwrap_or_default();
-    let mut out = if root == "self" {
-        quote!(self)
-    } else {
-        format_ident!("{}", root).into_token_stream()
-    };
+    let mut out = name(root).into_token_stream();
     for field in parts {
         match field.parse::<usize>() {
             Ok(index) => {
@@ -296,12 +304,22 @@ fn value_path(p: &Placeholder) -> TokenStream {
                 out = quote!(#out.#index);
             }
             Err(_) => {
-                let field = format_ident!("{}", field);
+                let field = name(field);
                 out = quote!(#out.#field);
             }
         }
     }
     out
+}
+
+/// A parameter or field name as an identifier: raw (`r#type`) if it is a keyword, as the
+/// placeholder `<type>` names the parameter `r#type`.
+fn name(word: &str) -> Ident {
+    if is_keyword(word) && !matches!(word, "self" | "Self" | "super" | "crate") {
+        Ident::new_raw(word, Span::call_site())
+    } else {
+        Ident::new(word, Span::call_site())
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +366,22 @@ mod tests {
             ),
         );
         expect_test::expect_file!["../tests/expand/method.rs"].assert_eq(&out);
+    }
+
+    #[test]
+    fn puts_inner_attributes_back_in_the_body() {
+        let out = expand_str(
+            quote!(key = "quiet", ttl = "30s", on_conflict = "error"),
+            quote!(
+                #[doc = "outer"]
+                async fn quiet() -> Result<(), LockError> {
+                    #![allow(unused)]
+                    let x = 1;
+                    Ok(())
+                }
+            ),
+        );
+        expect_test::expect_file!["../tests/expand/inner_attribute.rs"].assert_eq(&out);
     }
 
     #[test]

@@ -50,9 +50,11 @@ use proc_macro::TokenStream;
 ///   `key = "import:<job.id>/<day>"`
 /// - **`ttl`** (duration, required): the longest the lock is held. A holder that crashes
 ///   or stalls loses it after this; a body still running then is cancelled and the call
-///   returns [`LockError::Lost`](../lockattr/enum.LockError.html). Durations are a whole
-///   number and a unit (`ms`, `s`, `m`, `h`, `d`), possibly several (`"1m30s"`), from 1ms
-///   to 30 days. `ttl = "30s"`
+///   returns [`LockError::Lost`](../lockattr/enum.LockError.html). At least 10ms: a
+///   shorter lease can run out before the backend's grant arrives, and the runtime refuses
+///   a grant that comes after its lease ran out. Durations are a whole number and a unit
+///   (`ms`, `s`, `m`, `h`, `d`), possibly several (`"1m30s"`), from 1ms to 30 days.
+///   `ttl = "30s"`
 /// - **`on_conflict`** (required): what happens when another holder has the key.
 ///   - `"skip"`: do not run; return the type's "skipped" value (`()`, `None`, `Ok(())`,
 ///     `Ok(None)`; see [`Skippable`](../lockattr/trait.Skippable.html)).
@@ -163,13 +165,14 @@ use proc_macro::TokenStream;
 /// # Compile-time checks
 ///
 /// Unknown (with "did you mean"), repeated and missing options; durations that do not
-/// parse, are zero or out of range; `min_hold >= ttl`; `wait`, `retries` or `backoff`
-/// with the wrong policy or missing with the right one; an unknown `on_conflict`; an
-/// empty key, a placeholder naming no parameter, an unterminated `<`, an empty `<>`,
-/// characters outside `A-Z a-z 0-9 . _ : / -` in the static text, placeholders without a
-/// `:` or `/` between them; a function that is not `async`; a return type that cannot
-/// express the policy (reported on the return type); a placeholder whose value does not
-/// implement `Display` (reported on the placeholder inside the string).
+/// parse, are zero or out of range; a `ttl` under 10ms; `min_hold >= ttl`; `wait`,
+/// `retries` or `backoff` with the wrong policy or missing with the right one; an unknown
+/// `on_conflict`; an empty key, a placeholder naming no parameter, an unterminated `<`,
+/// an empty `<>`, characters outside `A-Z a-z 0-9 . _ : / -` in the static text,
+/// placeholders without a `:` or `/` between them; a function that is not `async`; a
+/// return type that cannot express the policy (reported on the return type); a
+/// placeholder whose value does not implement `Display` (reported on the placeholder
+/// inside the string).
 ///
 /// ```compile_fail
 /// # use lockattr::distributed_lock;

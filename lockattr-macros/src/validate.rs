@@ -52,19 +52,19 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Lock> 
              `lockattr::lock(key).ttl(ttl).try_acquire()` on a runtime",
         ));
     }
-    if args.key.is_none() && args.name_span("key").is_none() {
+    if args.unreported_missing("key") {
         errors.push(missing(
             "key",
             "name the lock, with `<param>` for values, e.g. `key = \"flush:<tenant>\"`",
         ));
     }
-    if args.ttl.is_none() && args.name_span("ttl").is_none() {
+    if args.unreported_missing("ttl") {
         errors.push(missing(
             "ttl",
             "how long may a holder keep the lock if it crashes or stalls? e.g. `ttl = \"30s\"`",
         ));
     }
-    if args.on_conflict.is_none() && args.name_span("on_conflict").is_none() {
+    if args.unreported_missing("on_conflict") {
         errors.push(missing(
             "on_conflict",
             "what happens when another holder has the key? `on_conflict = \"skip\"`, `\"error\"`, \
@@ -119,7 +119,7 @@ fn policy(conflict: &Spanned<Conflict>, args: &Args, errors: &mut Errors) -> Opt
         }
     };
     let needs = |option: &str, what: &str, example: &str, errors: &mut Errors| {
-        if args.name_span(option).is_none() {
+        if args.unreported_missing(option) {
             let policy = if conflict.value == Conflict::Wait {
                 "wait"
             } else {

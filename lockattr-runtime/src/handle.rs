@@ -1,14 +1,21 @@
-//! [`Locks`], a handle on one backend, and the [`LockBuilder`] it hands out.
+//! [`Locks`], a handle on one backend: it checks a request's options, stores keys under
+//! the prefix, and turns a backend's grant into a [`Lease`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Acquire, AttemptClock, Backend, Capability, Granted};
+use crate::backend::{Acquire, AttemptClock, Backend, Capability};
+use crate::builder::{LockBuilder, NoTtl};
 use crate::error::LockError;
-use crate::guard::LockGuard;
+use crate::lease::{Lease, LeaseRequest};
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
+
+/// The shortest ttl a lock can be taken with. A grant whose answer arrives after the
+/// lease's local deadline is refused, and with a ttl of a few milliseconds a round trip
+/// alone can use it all up.
+pub const MIN_TTL: Duration = Duration::from_millis(10);
 
 /// A handle on one lock backend, cheap to clone (an `Arc` inside).
 ///
@@ -31,21 +38,22 @@ use crate::url::BackendUrl;
 /// ```
 #[derive(Clone)]
 pub struct Locks {
-    pub(crate) inner: Arc<Inner>,
+    handle: Arc<Handle>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) backend: Box<dyn Backend>,
+/// What every clone of one [`Locks`] shares.
+struct Handle {
+    backend: Box<dyn Backend>,
     prefix: String,
     /// The redacted URL, used in every message.
-    pub(crate) name: String,
+    name: String,
 }
 
 impl std::fmt::Debug for Locks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Locks")
-            .field("backend", &self.inner.name)
-            .field("prefix", &self.inner.prefix)
+            .field("backend", &self.handle.name)
+            .field("prefix", &self.handle.prefix)
             .finish()
     }
 }
@@ -97,7 +105,7 @@ impl Locks {
     /// in messages: give a URL without its password.
     pub fn from_backend(backend: Box<dyn Backend>, prefix: &str, name: &str) -> Self {
         Locks {
-            inner: Arc::new(Inner {
+            handle: Arc::new(Handle {
                 backend,
                 prefix: prefix.to_owned(),
                 name: name.to_owned(),
@@ -107,7 +115,7 @@ impl Locks {
 
     /// The backend as its URL, with any password replaced by `***`.
     pub fn backend_name(&self) -> &str {
-        &self.inner.name
+        &self.handle.name
     }
 
     /// Whether this backend keeps `min_hold` across the holder's exit. When it does not,
@@ -121,23 +129,23 @@ impl Locks {
     /// # }
     /// ```
     pub fn supports_min_hold(&self) -> bool {
-        self.inner.backend.supports(Capability::MinHold)
+        self.handle.backend.supports(Capability::MinHold)
     }
 
     /// The text every stored key starts with.
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.handle.prefix
     }
 
     /// Starts a lock request for `key` (used as it is: see [`key::escape`](crate::key::escape)
     /// to build keys from values as the attribute does). Set the ttl, then take it.
-    pub fn lock(&self, key: impl Into<String>) -> LockBuilder {
-        LockBuilder {
-            locks: Ok(self.clone()),
-            key: key.into(),
-            ttl: NoTtl,
-            min_hold: Duration::ZERO,
-        }
+    pub fn lock(&self, key: impl Into<String>) -> LockBuilder<NoTtl> {
+        LockBuilder::on(Ok(self.clone()), key.into())
+    }
+
+    /// The backend behind this handle.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.handle.backend
     }
 
     /// The key as stored: prefixed, and hashed if too long for the backend.
@@ -145,23 +153,37 @@ impl Locks {
         if key.is_empty() {
             return Err(LockError::InvalidKey {
                 key: String::new(),
-                backend: self.inner.name.clone(),
+                backend: self.handle.name.clone(),
                 reason: "the key is empty".into(),
             });
         }
         Ok(crate::key::storage_key(
-            &self.inner.prefix,
+            &self.handle.prefix,
             key,
-            self.inner.backend.max_key_len(),
+            self.handle.backend.max_key_len(),
         ))
     }
 
     fn invalid_options(&self, key: &str, reason: String) -> LockError {
         LockError::InvalidOptions {
             key: key.to_owned(),
-            backend: self.inner.name.clone(),
+            backend: self.handle.name.clone(),
             reason,
         }
+    }
+
+    /// Refuses a ttl below [`MIN_TTL`].
+    pub(crate) fn check_ttl(&self, key: &str, ttl: Duration) -> Result<(), LockError> {
+        if ttl < MIN_TTL {
+            return Err(self.invalid_options(
+                key,
+                format!(
+                    "the ttl of {ttl:?} is below the {MIN_TTL:?} floor: a grant would arrive \
+                     after its lease had run out"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the options of one request against each other and against the backend.
@@ -172,9 +194,7 @@ impl Locks {
         min_hold: Duration,
         renew: bool,
     ) -> Result<(), LockError> {
-        if ttl.is_zero() {
-            return Err(self.invalid_options(key, "the ttl is zero".into()));
-        }
+        self.check_ttl(key, ttl)?;
         if min_hold >= ttl {
             return Err(self.invalid_options(
                 key,
@@ -186,10 +206,10 @@ impl Locks {
             (renew, Capability::Extend, "renew"),
         ];
         for (wanted, capability, what) in needs {
-            if wanted && !self.inner.backend.supports(capability) {
+            if wanted && !self.handle.backend.supports(capability) {
                 return Err(LockError::Unsupported {
                     key: key.to_owned(),
-                    backend: self.inner.name.clone(),
+                    backend: self.handle.name.clone(),
                     what: what.into(),
                 });
             }
@@ -198,26 +218,32 @@ impl Locks {
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.
-    pub(crate) async fn acquire_guard(
+    pub(crate) async fn acquire(
         &self,
         key: &str,
         ttl: Duration,
         min_hold: Duration,
         wait: Option<Duration>,
-    ) -> Result<Option<LockGuard>, LockError> {
-        let stored = self.stored_key(key)?;
+    ) -> Result<Option<Lease>, LockError> {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
+        let request = LeaseRequest {
+            key: key.to_owned(),
+            stored_key: self.stored_key(key)?.into_owned(),
+            owner,
+            ttl,
+            min_hold,
+        };
         let attempt = AttemptClock::default();
         let req = Acquire {
-            key: &stored,
-            owner: &owner,
+            key: &request.stored_key,
+            owner: &request.owner,
             ttl,
             attempt: &attempt,
         };
         let started = Instant::now();
-        let backend = &self.inner.backend;
+        let backend = &self.handle.backend;
         let granted = match wait {
             None => backend.try_acquire(req).await,
             Some(wait) => backend.acquire_until(req, started + wait).await,
@@ -225,24 +251,14 @@ impl Locks {
         .map_err(|e| self.backend_error(key, e))?;
         // The lease runs from the try that was granted, not from the start of the wait.
         let started = attempt.last().map_or(started, |sent| sent.max(started));
-        let Some(Granted { fence }) = granted else {
+        let Some(granted) = granted else {
             return Ok(None);
         };
-        let guard = LockGuard::new(
-            self.clone(),
-            key.to_owned(),
-            stored.into_owned(),
-            owner,
-            fence,
-            started,
-            ttl,
-            min_hold,
-        );
-        if !guard.is_held() {
+        let lease = Lease::new(self.clone(), request, granted, started);
+        if !lease.is_held() {
             // The answer came after the lease's local deadline: the server may already have
-            // let another caller in. Its token is never handed out; dropping the guard
-            // gives the lease back in the background.
-            drop(guard);
+            // let another caller in. Its token is never handed out; the lease is given back.
+            Lease::release_detached(Arc::new(lease));
             return Err(self.backend_error(
                 key,
                 format!(
@@ -251,7 +267,7 @@ impl Locks {
                 ),
             ));
         }
-        Ok(Some(guard))
+        Ok(Some(lease))
     }
 
     pub(crate) fn backend_error(
@@ -259,101 +275,6 @@ impl Locks {
         key: &str,
         e: impl Into<crate::error::BoxError>,
     ) -> LockError {
-        LockError::backend(&self.inner.name, Some(key), e)
-    }
-}
-
-/// The type state of a [`LockBuilder`] whose ttl is not set yet: it cannot take the lock.
-#[derive(Debug, Clone, Copy)]
-pub struct NoTtl;
-
-/// A lock request: [`Locks::lock`] or [`lock`](crate::lock) starts it, [`ttl`](Self::ttl)
-/// is required (a request without one does not compile), then
-/// [`try_acquire`](LockBuilder::try_acquire) or [`acquire`](LockBuilder::acquire) takes it.
-///
-/// ```compile_fail,E0599
-/// # async fn f(locks: lockattr::Locks) {
-/// // No ttl: `try_acquire` does not exist on the builder yet.
-/// let guard = locks.lock("import").try_acquire().await;
-/// # }
-/// ```
-#[must_use = "a lock request does nothing until `try_acquire` or `acquire` is awaited"]
-#[derive(Debug)]
-pub struct LockBuilder<T = NoTtl> {
-    pub(crate) locks: Result<Locks, LockError>,
-    key: String,
-    ttl: T,
-    min_hold: Duration,
-}
-
-impl<T> LockBuilder<T> {
-    /// Keeps the key taken at least this long after acquisition, even if the guard is
-    /// released sooner or the process exits. Must be shorter than the ttl.
-    pub fn min_hold(mut self, min_hold: Duration) -> Self {
-        self.min_hold = min_hold;
-        self
-    }
-
-    /// The key of this request.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl LockBuilder<NoTtl> {
-    pub(crate) fn on(locks: Result<Locks, LockError>, key: String) -> Self {
-        LockBuilder {
-            locks,
-            key,
-            ttl: NoTtl,
-            min_hold: Duration::ZERO,
-        }
-    }
-
-    /// The longest the lock is held: a holder that crashes or stalls loses it after this.
-    pub fn ttl(self, ttl: Duration) -> LockBuilder<Duration> {
-        LockBuilder {
-            locks: self.locks,
-            key: self.key,
-            ttl,
-            min_hold: self.min_hold,
-        }
-    }
-}
-
-impl LockBuilder<Duration> {
-    fn checked(&self) -> Result<&Locks, LockError> {
-        let locks = self.locks.as_ref().map_err(Clone::clone)?;
-        locks.check(&self.key, self.ttl, self.min_hold, false)?;
-        Ok(locks)
-    }
-
-    /// Takes the lock if it is free: `Ok(None)` if another holder has it.
-    ///
-    /// A grant whose answer arrives after the lease's local deadline (a server or network
-    /// slower than the ttl) is given back and reported as [`LockError::Backend`]: a guard
-    /// is never handed out already expired. The same holds for [`acquire`](Self::acquire).
-    pub async fn try_acquire(self) -> Result<Option<LockGuard>, LockError> {
-        let locks = self.checked()?;
-        locks
-            .acquire_guard(&self.key, self.ttl, self.min_hold, None)
-            .await
-    }
-
-    /// Takes the lock, waiting up to `wait` for it (notified where the backend can
-    /// notify, first come first served); [`LockError::Timeout`] if it stays taken.
-    pub async fn acquire(self, wait: Duration) -> Result<LockGuard, LockError> {
-        let locks = self.checked()?;
-        match locks
-            .acquire_guard(&self.key, self.ttl, self.min_hold, Some(wait))
-            .await?
-        {
-            Some(guard) => Ok(guard),
-            None => Err(LockError::Timeout {
-                key: self.key.clone(),
-                backend: locks.inner.name.clone(),
-                waited: wait,
-            }),
-        }
+        LockError::backend(&self.handle.name, Some(key), e)
     }
 }

@@ -19,12 +19,14 @@
 //! ```
 #![warn(missing_docs)]
 
-mod attr;
 pub mod backend;
+mod builder;
 mod error;
 mod guard;
 mod handle;
 pub mod key;
+mod lease;
+mod locked_call;
 mod outcome;
 mod registry;
 pub mod token;
@@ -32,9 +34,10 @@ pub mod url;
 
 #[cfg(feature = "sqlite")]
 pub use backend::table::EMBEDDED_DEFAULT_URL;
+pub use builder::{LockBuilder, NoTtl};
 pub use error::{BoxError, LockError};
 pub use guard::{current, CurrentLock, LockGuard};
-pub use handle::{connect, LockBuilder, Locks, NoTtl};
+pub use handle::{connect, Locks, MIN_TTL};
 pub use outcome::{Fallible, Skippable};
 pub use registry::{
     configured, init, init_from_env, init_named, lock, set_default, set_named, URL_ENV,
@@ -43,5 +46,5 @@ pub use registry::{
 /// The code `#[distributed_lock]` generates calls into this module. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::attr::*;
+    pub use crate::locked_call::*;
 }

@@ -28,6 +28,11 @@ pub trait Skippable: Sized {
     /// The value returned when the lock could not be taken, or was lost, for a reason
     /// other than another holder.
     fn failed(error: LockError) -> Self;
+
+    /// True when [`failed`](Self::failed) has nowhere to put the error (`()`, `Option<T>`):
+    /// lockattr then reports it itself, so that a failure is never silent.
+    #[doc(hidden)]
+    const DROPS_ERRORS: bool = false;
 }
 
 /// Return types that can carry a [`LockError`], for `on_conflict = "error"` and `"wait"`:
@@ -43,25 +48,20 @@ pub trait Fallible: Sized {
     fn failed(error: LockError) -> Self;
 }
 
-fn log_fail_closed(error: &LockError) {
-    tracing::error!(error = %error, "lock not taken: the body did not run");
-}
-
 impl Skippable for () {
     fn skipped() -> Self {}
-    fn failed(error: LockError) -> Self {
-        log_fail_closed(&error);
-    }
+    fn failed(_: LockError) -> Self {}
+    const DROPS_ERRORS: bool = true;
 }
 
 impl<T> Skippable for Option<T> {
     fn skipped() -> Self {
         None
     }
-    fn failed(error: LockError) -> Self {
-        log_fail_closed(&error);
+    fn failed(_: LockError) -> Self {
         None
     }
+    const DROPS_ERRORS: bool = true;
 }
 
 impl<T: Skippable, E: From<LockError>> Skippable for Result<T, E> {

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
+use crate::builder::LockBuilder;
 use crate::error::LockError;
-use crate::handle::{connect, LockBuilder, Locks};
+use crate::handle::{connect, Locks};
 
 /// The environment variable [`init_from_env`] reads.
 pub const URL_ENV: &str = "LOCKATTR_URL";

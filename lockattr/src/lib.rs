@@ -23,12 +23,28 @@
 //! - [`current`]: the lock held by the running annotated body.
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
 //!
-//! Backends are cargo features (the default build has only `memory://`): `redis`,
-//! `postgres`, `mysql`, `sqlite`. Every backend keeps the same semantics: mutual
-//! exclusion while the lease is valid, token-checked release and extend, expiry enforced
-//! by the server, strictly increasing fencing tokens, cancellation of a body whose lease
-//! is lost, notified and fair waiting, injective keys, and errors instead of panics.
+//! Backends are cargo features. The default build has `memory://` (one process) and
+//! `sqlite://PATH` (feature `sqlite`, on by default): a lease table in a local file, so
+//! `lockattr = "0.1"` alone gives locks that the processes of one host share and that
+//! outlive a crashed holder, with no server. The others are `redis`, `postgres` and
+//! `mysql`; for Redis alone, turn the defaults off:
+//!
+//! ```toml
+//! lockattr = { version = "0.1", default-features = false, features = ["redis"] }
+//! ```
+//!
+//! Every backend keeps the same semantics: mutual exclusion while the lease is valid,
+//! token-checked release and extend, expiry enforced by the server, strictly increasing
+//! fencing tokens, cancellation of a body whose lease is lost, notified and fair waiting,
+//! injective keys, and errors instead of panics. `docs/design.md` in the repository states
+//! them, each with the tests that prove it.
 #![warn(missing_docs)]
 
 pub use lockattr_macros::distributed_lock;
 pub use lockattr_runtime::*;
+
+/// The README's Rust examples, compiled (and, unless marked `no_run`, run) by
+/// `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

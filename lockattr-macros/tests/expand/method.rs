@@ -39,7 +39,7 @@ pub async fn run(&self, job: &Job, job_id: u64) -> Option<u32> {
                     let __lockattr_return: Option<u32> = loop {};
                     return __lockattr_return;
                 }
-                { Some(1) }
+                Some(1)
             },
         )
         .await

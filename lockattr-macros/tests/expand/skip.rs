@@ -32,7 +32,7 @@ async fn flush(tenant: &str) -> Result<(), AppError> {
                     let __lockattr_return: Result<(), AppError> = loop {};
                     return __lockattr_return;
                 }
-                { do_flush(tenant).await }
+                do_flush(tenant).await
             },
         )
         .await

@@ -82,21 +82,19 @@ pub const COMPILED_IN: &[&str] = &[
     "mariadb",
 ];
 
-/// Schemes of lockattr backends that this build does not include (their cargo feature is off
-/// or they are not written yet).
-const KNOWN: &[&str] = &[
-    "sqlite",
-    "redis",
-    "rediss",
-    "postgres",
-    "postgresql",
-    "mysql",
-    "mariadb",
-    "memcached",
-    "etcd",
+/// The cargo feature of `lockattr` that builds the backend of each server scheme.
+const FEATURES: &[(&str, &str)] = &[
+    ("redis", "redis"),
+    ("rediss", "redis"),
+    ("sqlite", "sqlite"),
+    ("postgres", "postgres"),
+    ("postgresql", "postgres"),
+    ("mysql", "mysql"),
+    ("mariadb", "mysql"),
 ];
 
-/// Opens the backend `url` names. Each backend checks its own query parameters.
+/// Opens the backend `url` names: the one place a scheme is mapped to a backend. Each
+/// backend reads and checks its own query parameters.
 pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     match url.scheme.as_str() {
         "memory" => Ok(Box::new(memory::MemoryBackend::open(url)?)),
@@ -114,19 +112,33 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
         "mysql" | "mariadb" if table::is_table_url(url) => Ok(Box::new(table::open(url).await?)),
         #[cfg(feature = "mysql")]
         "mysql" | "mariadb" => open_session_mysql(url).await,
-        other if KNOWN.contains(&other) => Err(url.invalid(format!(
-            "this build of lockattr has no `{other}` backend (enable its cargo feature); it has: {}",
+        other => Err(not_compiled_in(url, other)),
+    }
+}
+
+/// The error for a scheme this build cannot open: one whose cargo feature is off, or one
+/// lockattr does not have.
+fn not_compiled_in(url: &BackendUrl, scheme: &str) -> LockError {
+    match FEATURES.iter().find(|(s, _)| *s == scheme) {
+        Some((_, feature)) => url.invalid(format!(
+            "this build of lockattr has no `{scheme}` backend: enable the cargo feature \
+             `{feature}` of `lockattr`; this build has: {}",
             COMPILED_IN.join(", ")
-        ))),
-        other => Err(url.invalid(format!(
-            "unknown backend `{other}`; expected one of: {}",
+        )),
+        None => url.invalid(format!(
+            "unknown backend `{scheme}`; expected one of: {}",
             COMPILED_IN
                 .iter()
-                .chain(KNOWN.iter().filter(|k| !COMPILED_IN.contains(k)))
                 .copied()
+                .chain(
+                    FEATURES
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .filter(|s| !COMPILED_IN.contains(s))
+                )
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))),
+        )),
     }
 }
 
@@ -310,5 +322,38 @@ async fn poll_until<B: Backend + ?Sized>(
         if !waiting.pause(released, None).await {
             return Ok(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refused(url: &str) -> String {
+        match open(&BackendUrl::parse(url).unwrap()).await {
+            Ok(_) => panic!("{url} opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn schemes_lockattr_does_not_have_are_unknown() {
+        for url in [
+            "memcached://127.0.0.1:11211",
+            "etcd://127.0.0.1:2379",
+            "gopher://x",
+        ] {
+            let msg = refused(url).await;
+            assert!(msg.contains("unknown backend"), "{msg}");
+            assert!(msg.contains("memory"), "lists what there is: {msg}");
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[tokio::test]
+    async fn a_backend_whose_feature_is_off_names_the_feature() {
+        let msg = refused("rediss://u:hunter2@h:6380").await;
+        assert!(msg.contains("enable the cargo feature `redis`"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 }

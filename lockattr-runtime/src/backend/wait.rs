@@ -41,7 +41,12 @@ pub(crate) fn jitter(base: Duration) -> Duration {
 /// A duration in whole milliseconds, rounded up, at least 1: what a server that counts in
 /// milliseconds is sent, so that it never frees a key before the caller's own deadline.
 #[cfg_attr(
-    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -138,7 +143,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use tokio::sync::Notify;
@@ -180,7 +184,7 @@ mod tests {
         let last = Instant::now();
         assert!(!waiting.pause(std::future::pending(), None).await);
         assert!(
-            last.elapsed() < Duration::from_millis(5),
+            last.elapsed() < Duration::from_secs(1),
             "a pause after the deadline returns at once"
         );
     }

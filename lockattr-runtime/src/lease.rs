@@ -1,0 +1,193 @@
+//! [`Lease`]: one granted lease and everything done with it (extend, release, watch for
+//! its loss). A [`LockGuard`](crate::LockGuard) owns one; the body of an annotated
+//! function sees it through [`CurrentLock`](crate::CurrentLock).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::wait::spawn_detached;
+use crate::backend::{BoxFuture, Granted};
+use crate::error::LockError;
+use crate::handle::Locks;
+use crate::token::OwnerToken;
+
+/// What was asked for: the key (as given and as stored), the owner token the lease is
+/// taken with, and its terms.
+#[derive(Debug)]
+pub(crate) struct LeaseRequest {
+    /// The key as given, without the prefix.
+    pub key: String,
+    /// The key as the backend stores it: prefixed, hashed if too long.
+    pub stored_key: String,
+    /// The random owner token the backend checks on release and extend.
+    pub owner: OwnerToken,
+    /// The lease length.
+    pub ttl: Duration,
+    /// How long the key stays taken after acquisition even if released sooner.
+    pub min_hold: Duration,
+}
+
+/// A lease the backend granted.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    /// The handle it was taken on.
+    locks: Locks,
+    request: LeaseRequest,
+    /// The fencing token.
+    fence: u64,
+    /// When the granted try was sent: the lease and `min_hold` count from here.
+    acquired_at: Instant,
+    /// The local deadline; moves with each extension.
+    deadline: Mutex<Instant>,
+}
+
+/// The local deadline of a lease taken at `started`: earlier than the server's expiry,
+/// which counts from when the request arrived, by the request's travel time and by an
+/// allowance of 0.1% of the ttl plus 1 ms for clocks that run at different rates.
+pub(crate) fn local_deadline(started: Instant, ttl: Duration) -> Instant {
+    let allowance = ttl / 1000 + Duration::from_millis(1);
+    started + ttl.saturating_sub(allowance)
+}
+
+impl Lease {
+    /// The lease `granted` for `request`, whose granted try was sent at `started`.
+    pub(crate) fn new(
+        locks: Locks,
+        request: LeaseRequest,
+        granted: Granted,
+        started: Instant,
+    ) -> Self {
+        let deadline = local_deadline(started, request.ttl);
+        Lease {
+            locks,
+            request,
+            fence: granted.fence,
+            acquired_at: started,
+            deadline: Mutex::new(deadline),
+        }
+    }
+
+    pub(crate) fn locks(&self) -> &Locks {
+        &self.locks
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.request.key
+    }
+
+    pub(crate) fn stored_key(&self) -> &str {
+        &self.request.stored_key
+    }
+
+    pub(crate) fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    pub(crate) fn backend_name(&self) -> &str {
+        self.locks.backend_name()
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        Instant::now() < self.deadline()
+    }
+
+    fn lost(&self, reason: &str) -> LockError {
+        LockError::Lost {
+            key: self.key().to_owned(),
+            backend: self.backend_name().to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Pushes the expiry to `ttl` from now; [`LockError::Lost`] if the lease had ended.
+    pub(crate) async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
+        self.locks.check_ttl(self.key(), ttl)?;
+        let started = Instant::now();
+        let extended = self
+            .locks
+            .backend()
+            .extend(self.stored_key(), &self.request.owner, ttl)
+            .await
+            .map_err(|e| self.locks.backend_error(self.key(), e))?;
+        if !extended {
+            return Err(self.lost("the lease had ended before it could be extended"));
+        }
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = local_deadline(started, ttl);
+        tracing::debug!(
+            key = self.key(),
+            backend = self.backend_name(),
+            ?ttl,
+            "lock extended"
+        );
+        Ok(())
+    }
+
+    /// What remains of `min_hold`: how long the key must stay taken after release.
+    fn keep_for(&self) -> Duration {
+        self.request
+            .min_hold
+            .saturating_sub(self.acquired_at.elapsed())
+    }
+
+    /// Gives the key back (or lets it run out when `min_hold` has passed);
+    /// [`LockError::Lost`] if the lease had already ended.
+    pub(crate) async fn release(&self) -> Result<(), LockError> {
+        let keep_for = self.keep_for();
+        let held = self
+            .locks
+            .backend()
+            .release(self.stored_key(), &self.request.owner, keep_for)
+            .await
+            .map_err(|e| self.locks.backend_error(self.key(), e))?;
+        if !held {
+            return Err(self.lost("the lease had ended before it was released"));
+        }
+        tracing::debug!(
+            key = self.key(),
+            backend = self.backend_name(),
+            token = self.fence,
+            ?keep_for,
+            "lock released"
+        );
+        Ok(())
+    }
+
+    /// Releases `lease` in the background on the current runtime, never blocking: what a
+    /// dropped guard, or a grant that came too late, leaves behind. Should it fail, the
+    /// lease runs out at its ttl.
+    pub(crate) fn release_detached(lease: Arc<Lease>) {
+        let what = format_args!(
+            "the guard of lock `{}` (backend {})",
+            lease.key(),
+            lease.backend_name()
+        );
+        let background = lease.clone();
+        spawn_detached(what, async move {
+            let lease = background;
+            match lease.release().await {
+                Ok(()) => {}
+                Err(LockError::Lost { .. }) => {
+                    tracing::debug!(
+                        key = lease.key(),
+                        backend = lease.backend_name(),
+                        "lock dropped after its lease had ended"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(key = lease.key(), backend = lease.backend_name(), error = %e, "releasing a dropped lock failed; it frees itself at its ttl")
+                }
+            }
+        });
+    }
+
+    /// A future that completes if the backend learns the lease was lost early.
+    pub(crate) fn backend_lost(&self) -> BoxFuture<'_, ()> {
+        self.locks
+            .backend()
+            .lost(self.stored_key(), &self.request.owner)
+    }
+}

@@ -1,6 +1,0 @@
-use lockattr::distributed_lock;
-
-#[distributed_lock(key = "report", tll = "30s", on_conflict = "skip")]
-async fn report() {}
-
-fn main() {}
