@@ -233,6 +233,7 @@ impl SessionSql for MySql {
 async fn ensure_fence(
     conn: &mut MySqlConnection,
     sequence: bool,
+    secrets: &Secrets,
 ) -> Result<Option<u32>, sqlx::Error> {
     let name = if sequence {
         "lockattr_fence"
@@ -256,10 +257,13 @@ async fn ensure_fence(
             // The names and the comment are constants, never user input.
             let sql = format!("ALTER TABLE {name} COMMENT = '{marker}'");
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                tracing::debug!(
+                // The object is the same whether marked or not (format 1 only added the
+                // mark), so it is used; the warning says how to mark it.
+                tracing::warn!(
                     backend = MySql::KIND,
-                    error = %e,
-                    "could not record the storage format on `{name}`"
+                    error = %secrets.scrub(&e.to_string()),
+                    "could not record lockattr's storage format on `{name}`; with the ALTER \
+                     privilege, run `ALTER TABLE {name} COMMENT = '{marker}'`"
                 );
                 return Ok(None);
             }
@@ -323,7 +327,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
     let format = options
         .statement(timer.as_mut(), async {
-            ensure_fence(&mut first.conn, mariadb)
+            ensure_fence(&mut first.conn, mariadb, &secrets)
                 .await
                 .map_err(|e| secrets.error(e))
         })
@@ -368,7 +372,9 @@ mod tests {
         let mut conn = MySqlConnection::connect_with(&options)
             .await
             .expect("MariaDB answers on 127.0.0.1:3306");
-        ensure_fence(&mut conn, false).await.unwrap();
+        ensure_fence(&mut conn, false, &Secrets::default())
+            .await
+            .unwrap();
         let dialect = MySql {
             options,
             secrets: Default::default(),

@@ -122,12 +122,15 @@ impl SetupSession<'_> {
         match marked {
             Ok(_) => Ok(Some(FORMAT)),
             Err(e) => {
-                // Only the owner (or a superuser) may comment: another role uses the
-                // sequence unmarked, as an older lockattr left it.
-                tracing::debug!(
+                // Only the owner (or a superuser) may comment. The sequence is the same
+                // whether marked or not (format 1 only added the mark), so it is used; the
+                // warning says how to mark it.
+                tracing::warn!(
                     backend = Postgres::KIND,
                     error = %e,
-                    "could not record the storage format on `lockattr_fence`"
+                    "could not record lockattr's storage format on the sequence `lockattr_fence`; \
+                     as its owner, run `COMMENT ON SEQUENCE lockattr_fence IS '{}'`",
+                    format_comment()
                 );
                 Ok(None)
             }
