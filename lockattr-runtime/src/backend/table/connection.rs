@@ -1,0 +1,184 @@
+//! Running one statement: a connection from the pool (or its small stash), the statement,
+//! and a retry on a fresh connection when the old one broke.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::sql::{bound, Bindings, QueryOutcome, Statement};
+use super::LeaseTable;
+use crate::backend::wait;
+use crate::backend::BackendResult;
+use crate::error::BoxError;
+
+/// Connections per backend handle on a server.
+pub(super) const MAX_CONNECTIONS: u32 = 8;
+/// Attempts of one statement whose connection failed (a pool holds at most
+/// [`MAX_CONNECTIONS`], all of which may have been closed by a restart).
+const MAX_ATTEMPTS: u32 = MAX_CONNECTIONS + 2;
+/// Connections kept out of the pool for reuse.
+const STASHED_CONNECTIONS: usize = 2;
+
+/// The connection pool of a lease table, on whichever server it lives.
+pub(super) enum ServerPool {
+    #[cfg(feature = "sqlite")]
+    Sqlite(StashedPool<sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(StashedPool<sqlx::Postgres>),
+    #[cfg(feature = "mysql")]
+    MySql(StashedPool<sqlx::MySql>),
+}
+
+/// A pool with a small stash of connections in front: sqlx returns a dropped connection to
+/// its pool through a spawned task, which costs more than a statement on a fast database;
+/// an uncontended lock reuses a stashed connection instead.
+pub(super) struct StashedPool<DB: sqlx::Database> {
+    pub pool: sqlx::Pool<DB>,
+    stash: Mutex<Vec<sqlx::pool::PoolConnection<DB>>>,
+}
+
+impl<DB: sqlx::Database> StashedPool<DB> {
+    pub(super) fn new(pool: sqlx::Pool<DB>) -> Self {
+        StashedPool {
+            pool,
+            stash: Mutex::new(Vec::with_capacity(STASHED_CONNECTIONS)),
+        }
+    }
+
+    pub(super) async fn get(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+        let stashed = self.stash.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match stashed {
+            Some(conn) => Ok(conn),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// Takes a connection back after a statement; a broken one is closed.
+    pub(super) fn put(&self, mut conn: sqlx::pool::PoolConnection<DB>, broken: bool) {
+        if broken {
+            conn.close_on_drop();
+            return;
+        }
+        let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
+        if stash.len() < STASHED_CONNECTIONS {
+            stash.push(conn);
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` (a pooled connection of whichever server this is), retrying
+/// on a fresh connection when the connection failed or the server asked for a retry.
+macro_rules! on_connection {
+    ($table:expr, |$conn:ident| $body:expr) => {{
+        let table: &LeaseTable = $table;
+        let mut attempt = 1;
+        loop {
+            #[cfg(feature = "sqlite")]
+            table.check_sqlite_file()?;
+            let result = match &table.pool {
+                #[cfg(feature = "sqlite")]
+                ServerPool::Sqlite(pooled) => {
+                    let mut $conn = pooled.get().await?;
+                    let r = $body;
+                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
+                    r
+                }
+                #[cfg(feature = "postgres")]
+                ServerPool::Postgres(pooled) => {
+                    let mut $conn = pooled.get().await?;
+                    let r = $body;
+                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
+                    r
+                }
+                #[cfg(feature = "mysql")]
+                ServerPool::MySql(pooled) => {
+                    let mut $conn = pooled.get().await?;
+                    let r = $body;
+                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
+                    r
+                }
+            };
+            match result {
+                Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(backend = %table.backend, attempt, error = %e, "statement failed, retrying");
+                    attempt += 1;
+                    if !is_broken(&e) {
+                        tokio::time::sleep(wait::jitter(Duration::from_millis(2))).await;
+                    }
+                }
+                other => break other.map_err(BoxError::from),
+            }
+        }
+    }};
+}
+
+/// The connection is unusable: close it rather than return it to the pool.
+fn is_broken(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 57P01-03: PostgreSQL shutting down or terminated the session; 08: connection
+            // exceptions; 70100: MySQL killed the connection.
+            c.starts_with("57P0") || c.starts_with("08") || c == "70100"
+        }),
+        _ => false,
+    }
+}
+
+/// The statement may be run again: the connection broke, or the database reports a
+/// deadlock or serialization failure (InnoDB's gap locks on concurrent first inserts).
+fn is_retryable(e: &sqlx::Error) -> bool {
+    is_broken(e)
+        || matches!(e, sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c == "40001" || c == "40P01"))
+}
+
+impl LeaseTable {
+    /// Runs a statement that returns no rows: `(rows affected, last insert id)` (the id on
+    /// MySQL only).
+    pub(super) async fn execute(
+        &self,
+        statement: &Statement,
+        bindings: &Bindings<'_>,
+    ) -> BackendResult<(u64, u64)> {
+        on_connection!(self, |conn| {
+            let query = bound!(statement, bindings);
+            query
+                .execute(&mut *conn)
+                .await
+                .map(|r| r.rows_and_insert_id())
+        })
+    }
+
+    /// Runs a statement that returns at most one row of one integer.
+    pub(super) async fn fetch_i64(
+        &self,
+        statement: &Statement,
+        bindings: &Bindings<'_>,
+    ) -> BackendResult<Option<i64>> {
+        on_connection!(self, |conn| {
+            let query = bound!(statement, bindings);
+            match query.fetch_optional(&mut *conn).await {
+                Ok(Some(row)) => row.try_get::<i64, _>(0).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Runs one statement without parameters whose result is not needed (DDL).
+    pub(super) async fn run_ddl(&self, ddl: &str) -> BackendResult<()> {
+        let ddl: std::sync::Arc<str> = std::sync::Arc::from(ddl);
+        on_connection!(self, |conn| {
+            sqlx::query(sqlx::AssertSqlSafe(ddl.clone()))
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+        })
+    }
+}
