@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lockattr_tests::{mysql_url, postgres_url, with_param};
 use sqlx::{AssertSqlSafe, Connection};
 
 const ROUNDS: usize = 15;
@@ -281,8 +282,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let db_path = dir.join("bench.db");
     let sqlite = format!("sqlite://{}?table={TABLE}", db_path.display());
-    let pg = "postgres://postgres@127.0.0.1:5432/test";
-    let my = "mysql://root@127.0.0.1:3306/test";
+    let (pg, my) = (postgres_url(), mysql_url());
     let targets = [
         (
             "sqlite",
@@ -293,14 +293,14 @@ fn main() {
         (
             "postgres_table",
             Db::Postgres,
-            format!("{pg}?mode=table&table={TABLE}"),
-            pg.to_string(),
+            with_param(&pg, &format!("mode=table&table={TABLE}")),
+            pg.clone(),
         ),
         (
             "mysql_table",
             Db::MySql,
-            format!("{my}?mode=table&table={TABLE}"),
-            my.to_string(),
+            with_param(&my, &format!("mode=table&table={TABLE}")),
+            my.clone(),
         ),
     ];
     let only: Vec<String> = std::env::args()

@@ -1,0 +1,273 @@
+//! What the lease-table test targets share (`sqlite.rs`, `postgres_table.rs`,
+//! `mysql_table.rs`): handles, scratch names, and the checks that run the same way on every
+//! server, each taking the backend's URL.
+
+// Each test target uses the part it needs.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use lockattr::{LockError, LockGuard, Locks};
+
+use crate::suite::{self, take, unique};
+
+/// A ttl no check waits out.
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// A path for a new SQLite file in this process's scratch folder.
+pub fn temp_sqlite(name: &str) -> std::path::PathBuf {
+    suite::scratch_dir("table").join(format!("{}.db", unique(name)))
+}
+
+/// A `sqlite://` URL for a new file.
+pub fn sqlite_url(name: &str) -> String {
+    format!("sqlite://{}", temp_sqlite(name).display())
+}
+
+/// A handle on `url`; a backend that cannot be reached fails the test.
+pub async fn connect(url: &str) -> Locks {
+    lockattr::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// A table name no earlier run used.
+pub fn table_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("la_{tag}_{}_{nanos}", std::process::id())
+}
+
+/// Takes and gives back one key, checking exclusion on a second handle.
+pub async fn round_trip(a: &Locks, b: &Locks) -> u64 {
+    let key = unique("rt");
+    let g = take(a, &key, TTL).await.unwrap();
+    assert!(take(b, &key, TTL).await.is_none());
+    let token = g.token();
+    g.release().await.unwrap();
+    token
+}
+
+/// Two `table=` names on one database (`base` ends in `?` or `&`) do not interfere: a key
+/// taken in one is free in the other, fences are per table, a release in one frees only
+/// that one.
+pub async fn two_tables_do_not_interfere(base: &str, t1: &str, t2: &str) {
+    let one = connect(&format!("{base}table={t1}")).await;
+    let two = connect(&format!("{base}table={t2}")).await;
+    let key = unique("shared-name");
+    let g1 = take(&one, &key, TTL).await.expect("free in table one");
+    let g2 = take(&two, &key, TTL)
+        .await
+        .unwrap_or_else(|| panic!("{base}: a lock in table one blocked table two"));
+    assert_eq!(
+        (g1.token(), g2.token()),
+        (1, 1),
+        "{base}: fences are per table"
+    );
+    g1.release().await.unwrap();
+    assert!(
+        take(&two, &key, TTL).await.is_none(),
+        "{base}: releasing in table one freed table two"
+    );
+    g2.release().await.unwrap();
+}
+
+/// Each URL is refused at connect as [`LockError::InvalidUrl`].
+pub async fn refused_as_invalid(urls: &[String]) {
+    for url in urls {
+        let e = lockattr::connect(url).await.unwrap_err();
+        assert!(matches!(e, LockError::InvalidUrl { .. }), "{url}: {e}");
+    }
+}
+
+/// The lease is a row, not a session: every connection of the pool killed by the server
+/// (what a restart does to a client) is noticed at the next statement, which runs again on
+/// a new connection; the lease held meanwhile is still held, and still exclusive.
+pub async fn survives_killed_sessions(url: &str, kill: impl Future<Output = u64>) {
+    let (a, b) = (connect(url).await, connect(url).await);
+    // Open connections in both pools.
+    round_trip(&a, &b).await;
+    let key = unique("restart");
+    let g = take(&a, &key, TTL).await.unwrap();
+    let killed = kill.await;
+    assert!(killed >= 2, "{url}: killed {killed} sessions");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lease_outlived(g, &b, &key, &format!("the kill of the sessions of {url}")).await;
+}
+
+/// After `what` (sessions killed, the server restarted), the lease `g` still holds: it
+/// extends, `b` cannot take the key, and once it is released `b` takes it with a greater
+/// fencing token.
+pub async fn lease_outlived(g: LockGuard, b: &Locks, key: &str, what: &str) {
+    g.extend(TTL)
+        .await
+        .unwrap_or_else(|e| panic!("extend after {what}: {e}"));
+    assert!(
+        take(b, key, TTL).await.is_none(),
+        "the lease was lost in {what}"
+    );
+    let token = g.token();
+    g.release().await.unwrap();
+    let next = take(b, key, TTL).await.unwrap();
+    assert!(next.token() > token);
+    next.release().await.unwrap();
+}
+
+/// A server restarted for real during a hold (`restart` stops and starts it): the lease
+/// survives, and the same handles go on without a new `connect`.
+pub async fn survives_a_restart(url: &str, restart: impl Future<Output = ()>) {
+    let (a, b) = (connect(url).await, connect(url).await);
+    round_trip(&a, &b).await;
+    let key = unique("restart");
+    let g = take(&a, &key, TTL).await.unwrap();
+    restart.await;
+    lease_outlived(g, &b, &key, "the restart").await;
+}
+
+/// `min_hold` is kept by the database: the key stays taken after the handle that released
+/// it is gone, as after a process exit.
+pub async fn min_hold_outlives_the_handle(url: &str) {
+    let key = unique("min-hold");
+    let a = connect(url).await;
+    let g = a
+        .lock(&key)
+        .ttl(Duration::from_secs(10))
+        .min_hold(Duration::from_secs(2))
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    g.release().await.unwrap();
+    drop(a);
+    let b = connect(url).await;
+    assert!(
+        take(&b, &key, TTL).await.is_none(),
+        "{url}: min_hold ended with the handle"
+    );
+}
+
+/// Semantic 6 across processes (no in-process wake-ups, only the waiter table): holder
+/// processes that start waiting one after another take the key in that order. Blocking:
+/// call it outside the runtime.
+pub fn waiters_in_other_processes_are_served_in_order(url: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let key = unique("fifo-proc");
+    let mut lines = Vec::new();
+    let mut children = Vec::new();
+    for hold_ms in ["2500", "200", "200", "200"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
+            .args([url, key.as_str(), hold_ms])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("lockattr-holder starts");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        lines.push(std::thread::spawn(move || {
+            out.lines().map_while(Result::ok).collect::<Vec<_>>()
+        }));
+        children.push(child);
+        // Let holder i queue before holder i + 1 starts.
+        // (generous: a loaded CI machine starts processes slowly).
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    for mut c in children {
+        c.wait().unwrap();
+    }
+    let tokens: Vec<u64> = lines
+        .into_iter()
+        .map(|l| {
+            let out = l.join().unwrap();
+            let acquired = out
+                .iter()
+                .find_map(|l| l.strip_prefix("acquired "))
+                .unwrap_or_else(|| panic!("{url}: holder said {out:?}"));
+            assert!(out.iter().any(|l| l == "finished"), "{url}: {out:?}");
+            acquired.parse().unwrap()
+        })
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "{url}: processes served out of order, tokens by arrival {tokens:?}"
+    );
+}
+
+/// A waiter that times out, or whose future is dropped, leaves the queue at once: it does
+/// not hold up a `try_acquire` once the key is free.
+pub async fn waiters_that_give_up_leave_the_queue(url: &str) {
+    let (a, b, c) = (connect(url).await, connect(url).await, connect(url).await);
+    let key = unique("give-up");
+    let held = take(&a, &key, TTL).await.unwrap();
+    let e = b
+        .lock(&key)
+        .ttl(TTL)
+        .acquire(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LockError::Timeout { .. }), "{url}: {e}");
+    let waiter = tokio::spawn({
+        let (b, key) = (b.clone(), key.clone());
+        async move { b.lock(&key).ttl(TTL).acquire(Duration::from_secs(30)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    waiter.abort();
+    let _ = waiter.await;
+    // The aborted waiter leaves in the background.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.release().await.unwrap();
+    let started = std::time::Instant::now();
+    let next = take(&c, &key, TTL).await;
+    assert!(
+        next.is_some(),
+        "{url}: a waiter that gave up still blocks the key"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A waiter process killed while queued holds up the queue only until its place lapses
+/// (3 s), not forever.
+pub async fn killed_waiter_process_lapses(url: &str) {
+    use std::process::{Command, Stdio};
+
+    let a = connect(url).await;
+    let id = unique("killed-waiter");
+    let key = format!("proc:{id}");
+    let held = take(&a, &key, TTL).await.unwrap();
+    let mut waiter = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
+        .args([url, id.as_str(), "100"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("lockattr-holder starts");
+    // Long enough for the holder process to start and queue.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    held.release().await.unwrap();
+    assert!(
+        take(&a, &key, TTL).await.is_none(),
+        "{url}: the killed waiter's place was not kept"
+    );
+    let taken = suite::eventually(Duration::from_secs(6), || async {
+        take(&a, &key, TTL).await
+    })
+    .await;
+    assert!(
+        taken.is_some(),
+        "{url}: a killed waiter blocked the key for good"
+    );
+}
+
+/// A database that cannot be reached is a `Backend` error at connect, naming the URL and
+/// not its password.
+pub async fn unreachable_database_is_a_backend_error(url: &str) {
+    let e = lockattr::connect(url).await.unwrap_err();
+    assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("127.0.0.1:1") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}
