@@ -256,3 +256,25 @@ fn mysql_restarted_during_a_hold() {
         .await;
     });
 }
+
+#[test]
+fn unanswered_connect_gives_up_after_connect_timeout() {
+    block_on(table_support::unanswered_connect_gives_up_after_connect_timeout("mysql"));
+}
+
+#[test]
+fn blocked_statement_gives_up_after_timeout() {
+    block_on(table_support::blocked_statement_gives_up_after_timeout(
+        &table_url(),
+        |name| async move {
+            let mut holder = admin().await;
+            holder.execute("BEGIN").await.unwrap();
+            sqlx::query("SELECT 1 FROM lockattr_locks WHERE name = ? FOR UPDATE")
+                .bind(name)
+                .execute(&mut holder)
+                .await
+                .unwrap();
+            holder
+        },
+    ));
+}

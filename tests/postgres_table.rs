@@ -247,3 +247,25 @@ fn postgres_restarted_during_a_hold() {
     drop(stop);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unanswered_connect_gives_up_after_connect_timeout() {
+    block_on(table_support::unanswered_connect_gives_up_after_connect_timeout("postgres"));
+}
+
+#[test]
+fn blocked_statement_gives_up_after_timeout() {
+    block_on(table_support::blocked_statement_gives_up_after_timeout(
+        &table_url(),
+        |name| async move {
+            let mut holder = admin().await;
+            holder.execute("BEGIN").await.unwrap();
+            sqlx::query("SELECT 1 FROM lockattr_locks WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .execute(&mut holder)
+                .await
+                .unwrap();
+            holder
+        },
+    ));
+}

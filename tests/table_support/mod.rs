@@ -271,3 +271,80 @@ pub async fn unreachable_database_is_a_backend_error(url: &str) {
         "{msg}"
     );
 }
+
+/// The error's source (the backend's own message, without the URL that the error's
+/// `Display` adds).
+pub fn source_of(e: &LockError) -> String {
+    std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// A server that accepts connections and never answers (`scheme://` in table mode, on
+/// [`lockattr_tests::black_hole`]): `connect` gives up after `connect_timeout_ms`, with an
+/// error that names the parameter and its value. The bound is generous (a loaded machine);
+/// a hang, or the former hard-coded 5 s, fails it.
+pub async fn unanswered_connect_gives_up_after_connect_timeout(scheme: &str) {
+    let port = lockattr_tests::black_hole();
+    let url =
+        format!("{scheme}://lockattr@127.0.0.1:{port}/test?mode=table&connect_timeout_ms=300");
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(60), lockattr::connect(&url))
+        .await
+        .unwrap_or_else(|_| panic!("{url}: connect hung"))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+    let source = source_of(&e);
+    assert!(source.contains("`connect_timeout_ms=300`"), "{url}: {e}");
+    assert!(
+        took < Duration::from_secs(4),
+        "{url}: gave up after {took:?}"
+    );
+}
+
+/// A statement that the server does not answer (it waits for a row lock that another
+/// session holds: `hold_row_lock` takes it on the row named by its argument and keeps it
+/// while its output lives) gives up after `timeout_ms`, with an error that names the
+/// parameter and its value, and the same handle goes on at once with other keys. The
+/// abandoned statement may still run once the row is free (the server does not notice
+/// that its client left): then it holds the key until its ttl ends, and no longer.
+pub async fn blocked_statement_gives_up_after_timeout<Held, Holding>(
+    url: &str,
+    hold_row_lock: impl FnOnce(String) -> Holding,
+) where
+    Holding: Future<Output = Held>,
+{
+    const BLOCKED_TTL: Duration = Duration::from_secs(2);
+    let url = lockattr_tests::with_param(url, "timeout_ms=300");
+    let locks = connect(&url).await;
+    let key = unique("unanswered");
+    // The row exists from now on.
+    take(&locks, &key, TTL)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let held = hold_row_lock(format!("lockattr:{key}")).await;
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(60),
+        locks.lock(&key).ttl(BLOCKED_TTL).try_acquire(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{url}: the blocked statement hung"))
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+    assert!(source_of(&e).contains("`timeout_ms=300`"), "{url}: {e}");
+    assert!(
+        took < Duration::from_secs(4),
+        "{url}: gave up after {took:?}"
+    );
+    let other = take(&locks, unique("other"), TTL).await;
+    assert!(other.is_some(), "{url}: the handle did not go on");
+    drop(held);
+    let taken = suite::eventually(BLOCKED_TTL * 5, || take(&locks, &key, TTL)).await;
+    assert!(taken.is_some(), "{url}: the key stayed taken past its ttl");
+}

@@ -46,7 +46,7 @@ impl<DB: sqlx::Database> StashedPool<DB> {
         }
     }
 
-    pub(super) async fn get(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+    async fn get(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
         let stashed = self.stash.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match stashed {
             Some(conn) => Ok(conn),
@@ -54,8 +54,14 @@ impl<DB: sqlx::Database> StashedPool<DB> {
         }
     }
 
+    /// Whether every connection the pool may open is open (and, when this is asked after
+    /// a wait, in use).
+    fn is_full(&self) -> bool {
+        self.pool.size() >= self.pool.options().get_max_connections()
+    }
+
     /// Takes a connection back after a statement; a broken one is closed.
-    pub(super) fn put(&self, mut conn: sqlx::pool::PoolConnection<DB>, broken: bool) {
+    fn put(&self, mut conn: sqlx::pool::PoolConnection<DB>, broken: bool) {
         if broken {
             conn.close_on_drop();
             return;
@@ -67,50 +73,71 @@ impl<DB: sqlx::Database> StashedPool<DB> {
     }
 }
 
+/// Why a statement did not run, before it becomes the caller's error.
+pub(super) enum Failure {
+    /// The driver's error.
+    Driver(sqlx::Error),
+    /// No connection within the URL's `connect_timeout_ms`: the server did not complete a
+    /// new one, or (`busy`) every connection of the pool stayed in use.
+    NoConnection { waited: Duration, busy: bool },
+    /// The server did not answer the statement within the URL's `timeout_ms`.
+    NoAnswer(Duration),
+}
+
+impl Failure {
+    /// The connection that ran the statement is unusable: close it rather than reuse it.
+    fn is_broken(&self) -> bool {
+        match self {
+            Failure::Driver(e) => is_broken(e),
+            // The statement may still be on its way: nothing else can use the connection.
+            Failure::NoAnswer(_) => true,
+            Failure::NoConnection { .. } => false,
+        }
+    }
+}
+
 /// Runs `$body` with `$conn` (a pooled connection of whichever server this is), retrying
 /// on a fresh connection when the connection failed or the server asked for a retry.
+/// Evaluates to `Result<_, Failure>`.
 macro_rules! on_connection {
     ($table:expr, |$conn:ident| $body:expr) => {{
         let table: &LeaseTable = $table;
         let mut attempt = 1;
         loop {
             #[cfg(feature = "sqlite")]
-            table.check_sqlite_file()?;
+            if let Err(e) = table.check_sqlite_file() {
+                break Err(Failure::Driver(e));
+            }
             let result = match &table.pool {
                 #[cfg(feature = "sqlite")]
-                ServerPool::Sqlite(pooled) => {
-                    let mut $conn = pooled.get().await?;
-                    let r = $body;
-                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
-                    r
-                }
+                ServerPool::Sqlite(pooled) => on_connection!(@once table, pooled, |$conn| $body),
                 #[cfg(feature = "postgres")]
-                ServerPool::Postgres(pooled) => {
-                    let mut $conn = pooled.get().await?;
-                    let r = $body;
-                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
-                    r
-                }
+                ServerPool::Postgres(pooled) => on_connection!(@once table, pooled, |$conn| $body),
                 #[cfg(feature = "mysql")]
-                ServerPool::MySql(pooled) => {
-                    let mut $conn = pooled.get().await?;
-                    let r = $body;
-                    pooled.put($conn, r.as_ref().is_err_and(is_broken));
-                    r
-                }
+                ServerPool::MySql(pooled) => on_connection!(@once table, pooled, |$conn| $body),
             };
             match result {
-                Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                Err(Failure::Driver(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(backend = %table.backend, attempt, error = %e, "statement failed, retrying");
                     attempt += 1;
                     if !is_broken(&e) {
                         tokio::time::sleep(wait::jitter(Duration::from_millis(2))).await;
                     }
                 }
-                other => break other.map_err(BoxError::from),
+                other => break other,
             }
         }
     }};
+    (@once $table:ident, $pooled:ident, |$conn:ident| $body:expr) => {
+        match $pooled.get().await {
+            Err(e) => Err($table.connect_failure(e, $pooled.is_full())),
+            Ok(mut $conn) => {
+                let r = $table.bounded(async { $body }).await;
+                $pooled.put($conn, r.as_ref().is_err_and(Failure::is_broken));
+                r
+            }
+        }
+    };
 }
 
 /// The connection is unusable: close it rather than return it to the pool.
@@ -152,6 +179,7 @@ impl LeaseTable {
                 .await
                 .map(|r| r.rows_and_insert_id())
         })
+        .map_err(|f| self.error(f))
     }
 
     /// Runs a statement that returns at most one row of one integer.
@@ -168,10 +196,11 @@ impl LeaseTable {
                 Err(e) => Err(e),
             }
         })
+        .map_err(|f| self.error(f))
     }
 
     /// Runs one statement without parameters whose result is not needed (DDL).
-    pub(super) async fn run_ddl(&self, ddl: &str) -> BackendResult<()> {
+    pub(super) async fn run_ddl(&self, ddl: &str) -> Result<(), Failure> {
         let ddl: std::sync::Arc<str> = std::sync::Arc::from(ddl);
         on_connection!(self, |conn| {
             sqlx::query(sqlx::AssertSqlSafe(ddl.clone()))
@@ -180,5 +209,60 @@ impl LeaseTable {
                 .await
                 .map(|_| ())
         })
+    }
+
+    /// `statement`, given up after the URL's `timeout_ms`.
+    async fn bounded<T>(
+        &self,
+        statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, Failure> {
+        match self.timeouts.statement {
+            None => statement.await.map_err(Failure::Driver),
+            Some(limit) => match tokio::time::timeout(limit, statement).await {
+                Ok(answer) => answer.map_err(Failure::Driver),
+                Err(_) => Err(Failure::NoAnswer(limit)),
+            },
+        }
+    }
+
+    /// A pool that gave no connection: `connect_timeout_ms` ran out, or the driver failed.
+    fn connect_failure(&self, e: sqlx::Error, busy: bool) -> Failure {
+        match (e, self.timeouts.connect) {
+            (sqlx::Error::PoolTimedOut, Some(waited)) => Failure::NoConnection { waited, busy },
+            (e, _) => Failure::Driver(e),
+        }
+    }
+
+    /// The caller's error for `failure`: the message names the URL parameter that ran out,
+    /// and its value.
+    pub(super) fn error(&self, failure: Failure) -> BoxError {
+        let ms = |d: Duration| d.as_millis();
+        match failure {
+            Failure::Driver(e) => Box::new(e),
+            Failure::NoConnection {
+                waited,
+                busy: false,
+            } => format!(
+                "no new connection to the database within {} ms (`connect_timeout_ms={}`): it \
+                 was refused or not answered",
+                ms(waited),
+                ms(waited)
+            )
+            .into(),
+            Failure::NoConnection { waited, busy: true } => format!(
+                "all {MAX_CONNECTIONS} connections of this handle stayed busy for {} ms \
+                 (`connect_timeout_ms={}`)",
+                ms(waited),
+                ms(waited)
+            )
+            .into(),
+            Failure::NoAnswer(limit) => format!(
+                "the database did not answer within {} ms (`timeout_ms={}`); the connection \
+                 was closed",
+                ms(limit),
+                ms(limit)
+            )
+            .into(),
+        }
     }
 }

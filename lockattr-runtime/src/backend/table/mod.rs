@@ -23,6 +23,19 @@
 //!   (SQLite accepts it and has nothing else);
 //! - `busy_timeout` (SQLite only, milliseconds, default 5000): how long a statement waits for
 //!   another process's write before failing with [`LockError::Backend`](crate::LockError);
+//!   a SQLite statement waits for nothing else;
+//! - `connect_timeout_ms` (PostgreSQL and MySQL only, default 5000): the longest wait for a
+//!   connection, whether a new one (a server that refuses or does not answer) or one of the
+//!   handle's 8 that are all in use; then [`LockError::Backend`](crate::LockError) naming
+//!   the parameter and its value;
+//! - `timeout_ms` (PostgreSQL and MySQL only, default 5000): the longest wait for the
+//!   answer to one statement (a server that stopped answering, a statement blocked behind
+//!   another session's row lock); then the connection is closed and the operation fails
+//!   with [`LockError::Backend`](crate::LockError) naming the parameter and its value. A
+//!   statement whose connection broke is retried on a fresh connection (see below), each
+//!   try bounded by these two. A statement given up on may still run on the server once it
+//!   is unblocked (a server does not notice that its client left): an acquisition then
+//!   holds the key until its ttl ends, under a token nobody was given;
 //! - PostgreSQL and MySQL also take the connection parameters of their driver (`sslmode`,
 //!   `application_name`, `ssl-ca`, …), which go to sqlx unchanged.
 //!
@@ -143,7 +156,7 @@ mod sql;
 mod sqlite_file;
 
 use connection::ServerPool;
-use open::TableOptions;
+use open::{TableOptions, Timeouts};
 use queue::ReleaseWakers;
 use sql::{Bindings, Server, TableStatements};
 
@@ -194,6 +207,7 @@ struct LeaseTable {
     holder: String,
     /// The redacted URL, for logs.
     backend: String,
+    timeouts: Timeouts,
     wakers: Arc<ReleaseWakers>,
     /// The SQLite file and its identity when opened.
     #[cfg(feature = "sqlite")]
@@ -213,6 +227,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<TableBackend, LockError> {
         table: options.table,
         holder: open::holder(),
         backend: url.redacted.clone(),
+        timeouts: options.timeouts,
         #[cfg(feature = "sqlite")]
         sqlite_file: None,
     };
@@ -392,6 +407,10 @@ mod tests {
         assert!(refused("sqlite://u:hunter2@x.db?nope=1")
             .await
             .contains("`nope`"));
+        // SQLite waits only for other writers, bounded by `busy_timeout`.
+        assert!(refused("sqlite://x.db?timeout_ms=100")
+            .await
+            .contains("`timeout_ms`"));
         assert!(!std::path::Path::new("x.db").exists());
     }
 
@@ -402,6 +421,9 @@ mod tests {
         assert!(refused("postgres://u:hunter2@h/db?mode=table&tabel=x")
             .await
             .contains("`tabel`"));
+        assert!(refused("postgres://u:hunter2@h/db?mode=table&timeout_ms=0")
+            .await
+            .contains("`timeout_ms`"));
     }
 
     #[cfg(feature = "mysql")]
@@ -409,5 +431,10 @@ mod tests {
     async fn bad_mysql_urls_are_refused_without_the_password() {
         refused("mysql://u:hunter2@[bad?mode=table").await;
         refused("mariadb://u:hunter2@h/db?mode=table&table=x;y").await;
+        assert!(
+            refused("mysql://u:hunter2@h/db?mode=table&connect_timeout_ms=soon")
+                .await
+                .contains("`connect_timeout_ms`")
+        );
     }
 }

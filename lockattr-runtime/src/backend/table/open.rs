@@ -14,7 +14,20 @@ const MAX_TABLE_LEN: usize = 48;
 
 /// lockattr's own query parameters on a server URL, never passed to sqlx.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-const OWN_PARAMS: &[&str] = &["prefix", "mode", "table"];
+const OWN_PARAMS: &[&str] = &[
+    "prefix",
+    "mode",
+    "table",
+    "connect_timeout_ms",
+    "timeout_ms",
+];
+
+/// `connect_timeout_ms` unless the URL says otherwise.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `timeout_ms` unless the URL says otherwise.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The query parameters of a `sqlite://` URL.
 #[cfg(feature = "sqlite")]
@@ -29,6 +42,19 @@ pub(super) struct TableOptions {
     /// The database, named so that handles on one database in this process share release
     /// wake-ups.
     pub store: String,
+    /// How long connecting and each statement may take.
+    pub timeouts: Timeouts,
+}
+
+/// How long a lease table on a server waits for it (`None` on SQLite, whose statements
+/// wait at most `busy_timeout` for other writers).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Timeouts {
+    /// `connect_timeout_ms`: the longest wait for a connection from the pool, a new one
+    /// included.
+    pub connect: Option<Duration>,
+    /// `timeout_ms`: the longest wait for the answer to one statement.
+    pub statement: Option<Duration>,
 }
 
 /// How to connect to the server a lease table lives on.
@@ -56,22 +82,25 @@ impl TableOptions {
             None => DEFAULT_TABLE.to_owned(),
         };
         #[allow(unused_variables)]
-        let (connect, store) = match url.scheme.as_str() {
+        let (connect, store, timeouts) = match url.scheme.as_str() {
             #[cfg(feature = "sqlite")]
             "sqlite" => sqlite(url)?,
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => postgres(url)?,
             #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => mysql(url)?,
-            other => return Err(url.invalid(format!(
+            other => {
+                return Err(url.invalid(format!(
                 "this build of lockattr has no lease table on `{other}` (enable its cargo feature)"
-            ))),
+            )))
+            }
         };
         #[allow(unreachable_code)]
         Ok(TableOptions {
             table,
             connect,
             store,
+            timeouts,
         })
     }
 
@@ -102,11 +131,11 @@ impl TableOptions {
             )),
             #[cfg(feature = "postgres")]
             ConnectOptions::Postgres(options) => ServerPool::Postgres(StashedPool::new(
-                server_pool_options().connect_lazy_with(options.clone()),
+                server_pool_options(self.timeouts).connect_lazy_with(options.clone()),
             )),
             #[cfg(feature = "mysql")]
             ConnectOptions::MySql(options) => ServerPool::MySql(StashedPool::new(
-                server_pool_options().connect_lazy_with(options.clone()),
+                server_pool_options(self.timeouts).connect_lazy_with(options.clone()),
             )),
         }
     }
@@ -127,13 +156,14 @@ pub(super) fn check_table_name(t: &str) -> Result<(), String> {
     }
 }
 
-/// The pool of a lease table on a server.
+/// The pool of a lease table on a server: a connection, new or pooled, within
+/// `connect_timeout_ms`.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+fn server_pool_options<DB: sqlx::Database>(timeouts: Timeouts) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
         .max_connections(super::connection::MAX_CONNECTIONS)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
         .idle_timeout(Duration::from_secs(60))
         // A dead connection is noticed by its first statement, which is retried on a
         // fresh one: no ping before every use.
@@ -147,8 +177,17 @@ fn driver_url_error(url: &BackendUrl, e: sqlx::Error) -> LockError {
     url.invalid(url.secrets().scrub(&e.to_string()))
 }
 
+/// `connect_timeout_ms` and `timeout_ms` of a server URL.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn server_timeouts(url: &BackendUrl) -> Result<Timeouts, LockError> {
+    Ok(Timeouts {
+        connect: Some(url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?),
+        statement: Some(url.millis("timeout_ms", DEFAULT_STATEMENT_TIMEOUT)?),
+    })
+}
+
 #[cfg(feature = "postgres")]
-fn postgres(url: &BackendUrl) -> Result<(ConnectOptions, String), LockError> {
+fn postgres(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockError> {
     use std::str::FromStr;
     let driver = url.client_url(
         "postgres",
@@ -157,20 +196,28 @@ fn postgres(url: &BackendUrl) -> Result<(ConnectOptions, String), LockError> {
     )?;
     let options = sqlx::postgres::PgConnectOptions::from_str(&driver)
         .map_err(|e| driver_url_error(url, e))?;
-    Ok((ConnectOptions::Postgres(options), driver))
+    Ok((
+        ConnectOptions::Postgres(options),
+        driver,
+        server_timeouts(url)?,
+    ))
 }
 
 #[cfg(feature = "mysql")]
-fn mysql(url: &BackendUrl) -> Result<(ConnectOptions, String), LockError> {
+fn mysql(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockError> {
     use std::str::FromStr;
     let driver = url.client_url("mysql", OWN_PARAMS, crate::backend::MYSQL_CLIENT_PARAMS)?;
     let options = sqlx::mysql::MySqlConnectOptions::from_str(&driver)
         .map_err(|e| driver_url_error(url, e))?;
-    Ok((ConnectOptions::MySql(options), driver))
+    Ok((
+        ConnectOptions::MySql(options),
+        driver,
+        server_timeouts(url)?,
+    ))
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite(url: &BackendUrl) -> Result<(ConnectOptions, String), LockError> {
+fn sqlite(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockError> {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
     url.check_params(SQLITE_PARAMS)?;
     if let Some(mode) = url.params.get("mode").filter(|m| *m != "table") {
@@ -216,6 +263,7 @@ fn sqlite(url: &BackendUrl) -> Result<(ConnectOptions, String), LockError> {
     Ok((
         ConnectOptions::Sqlite { options, busy },
         format!("sqlite:{store}"),
+        Timeouts::default(),
     ))
 }
 

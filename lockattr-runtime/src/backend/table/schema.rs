@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::connection::Failure;
 use super::LeaseTable;
 use crate::backend::wait;
 use crate::backend::BackendResult;
@@ -17,18 +18,16 @@ impl LeaseTable {
                 Ok(()) => return Ok(()),
                 // Only an answer from the database is worth another try: an unreachable
                 // one has already been retried for the pool's acquire timeout.
-                Err(e)
-                    if tries < 3 && matches!(e.downcast_ref(), Some(sqlx::Error::Database(_))) =>
-                {
+                Err(Failure::Driver(e @ sqlx::Error::Database(_))) if tries < 3 => {
                     tracing::debug!(backend = %self.backend, error = %e, "creating the lock tables failed, retrying");
                     tokio::time::sleep(wait::jitter(Duration::from_millis(20))).await;
                 }
-                Err(e) => return Err(e),
+                Err(failure) => return Err(self.error(failure)),
             }
         }
     }
 
-    async fn create_once(&self) -> BackendResult<()> {
+    async fn create_once(&self) -> Result<(), Failure> {
         for ddl in &self.sql.create {
             self.run_ddl(ddl).await?;
         }
