@@ -278,3 +278,15 @@ fn blocked_statement_gives_up_after_timeout() {
         },
     ));
 }
+
+/// MariaDB refuses a password for `root`, which has none: the refusal shows no password in
+/// the error or the logs.
+#[test]
+fn refused_login_never_shows_the_password() {
+    const PASSWORD: &str = "Sw0rdf1sh-not-roots";
+    let url = with_param(
+        &table_support::with_password(&mysql_url(), PASSWORD),
+        "mode=table",
+    );
+    table_support::refused_login_never_shows_the_password(&url, PASSWORD);
+}

@@ -348,3 +348,74 @@ pub async fn blocked_statement_gives_up_after_timeout<Held, Holding>(
     let taken = suite::eventually(BLOCKED_TTL * 5, || take(&locks, &key, TTL)).await;
     assert!(taken.is_some(), "{url}: the key stayed taken past its ttl");
 }
+
+/// Runs `f` to completion on a runtime of its own on this thread, with every tracing event
+/// of every level written to a buffer: returns `f`'s output and the text logged meanwhile.
+pub fn logged<F: Future>(f: F) -> (F::Output, String) {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // One thread: the tasks `f` spawns log through this thread's subscriber too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let output = {
+        let _logging = subscriber.set_default();
+        let output = runtime.block_on(f);
+        drop(runtime);
+        output
+    };
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (output, text)
+}
+
+/// `url` (`scheme://user@host…`, as the test URLs are written) with `password` added to
+/// its user.
+pub fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme://");
+    let (user, host) = rest.split_once('@').expect("a user@ in the test URL");
+    let user = user.split(':').next().unwrap_or(user);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// A login the server refuses (`url` carries a wrong password): the error names the
+/// backend, and neither its `Display`, its `Debug`, nor any log line written during the
+/// attempt (every level) contains the password.
+pub fn refused_login_never_shows_the_password(url: &str, password: &str) {
+    let (result, logs) = logged(lockattr::connect(url));
+    let e = result.expect_err("the server accepted a wrong password");
+    assert!(matches!(e, LockError::Backend { .. }), "{e}");
+    let (shown, debug) = (e.to_string(), format!("{e:?}"));
+    for (what, text) in [("Display", &shown), ("Debug", &debug), ("logs", &logs)] {
+        assert!(
+            !text.contains(password),
+            "the password is in the {what}: {text}"
+        );
+    }
+    assert!(shown.contains(":***@"), "{shown}");
+    assert!(
+        !logs.is_empty(),
+        "nothing was logged: the capture does not work"
+    );
+}

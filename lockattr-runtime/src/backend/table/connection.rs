@@ -11,6 +11,7 @@ use super::LeaseTable;
 use crate::backend::wait;
 use crate::backend::BackendResult;
 use crate::error::BoxError;
+use crate::url::Secrets;
 
 /// Connections per backend handle on a server.
 pub(super) const MAX_CONNECTIONS: u32 = 8;
@@ -85,6 +86,40 @@ pub(super) enum Failure {
 }
 
 impl Failure {
+    /// The caller's error: the driver's message with the URL's `secrets` scrubbed out (its
+    /// `Debug` too: the driver's error itself is not kept); a wait that ran out names the
+    /// URL parameter and its value.
+    pub(super) fn into_error(self, secrets: &Secrets) -> BoxError {
+        let ms = |d: Duration| d.as_millis();
+        match self {
+            Failure::Driver(e) => secrets.error(e),
+            Failure::NoConnection {
+                waited,
+                busy: false,
+            } => format!(
+                "no new connection to the database within {} ms (`connect_timeout_ms={}`): it \
+                 was refused or not answered",
+                ms(waited),
+                ms(waited)
+            )
+            .into(),
+            Failure::NoConnection { waited, busy: true } => format!(
+                "all {MAX_CONNECTIONS} connections of this handle stayed busy for {} ms \
+                 (`connect_timeout_ms={}`)",
+                ms(waited),
+                ms(waited)
+            )
+            .into(),
+            Failure::NoAnswer(limit) => format!(
+                "the database did not answer within {} ms (`timeout_ms={}`); the connection \
+                 was closed",
+                ms(limit),
+                ms(limit)
+            )
+            .into(),
+        }
+    }
+
     /// The connection that ran the statement is unusable: close it rather than reuse it.
     fn is_broken(&self) -> bool {
         match self {
@@ -118,7 +153,8 @@ macro_rules! on_connection {
             };
             match result {
                 Err(Failure::Driver(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
-                    tracing::debug!(backend = %table.backend, attempt, error = %e, "statement failed, retrying");
+                    let error = table.secrets.scrub(&e.to_string());
+                    tracing::debug!(backend = %table.backend, attempt, %error, "statement failed, retrying");
                     attempt += 1;
                     if !is_broken(&e) {
                         tokio::time::sleep(wait::jitter(Duration::from_millis(2))).await;
@@ -233,36 +269,42 @@ impl LeaseTable {
         }
     }
 
-    /// The caller's error for `failure`: the message names the URL parameter that ran out,
-    /// and its value.
+    /// The caller's error for `failure`, scrubbed of the URL's secrets.
     pub(super) fn error(&self, failure: Failure) -> BoxError {
-        let ms = |d: Duration| d.as_millis();
-        match failure {
-            Failure::Driver(e) => Box::new(e),
-            Failure::NoConnection {
-                waited,
-                busy: false,
-            } => format!(
-                "no new connection to the database within {} ms (`connect_timeout_ms={}`): it \
-                 was refused or not answered",
-                ms(waited),
-                ms(waited)
-            )
-            .into(),
-            Failure::NoConnection { waited, busy: true } => format!(
-                "all {MAX_CONNECTIONS} connections of this handle stayed busy for {} ms \
-                 (`connect_timeout_ms={}`)",
-                ms(waited),
-                ms(waited)
-            )
-            .into(),
-            Failure::NoAnswer(limit) => format!(
-                "the database did not answer within {} ms (`timeout_ms={}`); the connection \
-                 was closed",
-                ms(limit),
-                ms(limit)
-            )
-            .into(),
-        }
+        failure.into_error(&self.secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::url::BackendUrl;
+
+    #[test]
+    fn driver_errors_are_scrubbed_in_display_and_debug() {
+        let secrets = BackendUrl::parse("mysql://root:hunter2@db/app?mode=table")
+            .unwrap()
+            .secrets();
+        let driver = sqlx::Error::Protocol("the server echoed hunter2".into());
+        let e = Failure::Driver(driver).into_error(&secrets);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("the server echoed ***"), "{shown}");
+    }
+
+    #[test]
+    fn timeouts_name_their_parameter_and_value() {
+        let secrets = Secrets::default();
+        let waited = Duration::from_millis(300);
+        let e = Failure::NoConnection {
+            waited,
+            busy: false,
+        };
+        assert!(e
+            .into_error(&secrets)
+            .to_string()
+            .contains("`connect_timeout_ms=300`"));
+        let e = Failure::NoAnswer(waited).into_error(&secrets);
+        assert!(e.to_string().contains("`timeout_ms=300`"), "{e}");
     }
 }

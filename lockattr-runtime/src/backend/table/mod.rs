@@ -39,6 +39,9 @@
 //! - PostgreSQL and MySQL also take the connection parameters of their driver (`sslmode`,
 //!   `application_name`, `ssl-ca`, …), which go to sqlx unchanged.
 //!
+//! Every driver message that reaches a [`LockError`] or a log line is
+//! scrubbed of the URL's password first.
+//!
 //! # Semantics
 //!
 //! - **Fencing tokens** live in the row: a takeover sets `fence = fence + 1`. Release does not
@@ -145,7 +148,7 @@ use std::time::{Duration, Instant};
 use super::wait;
 use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::LockError;
-use crate::url::BackendUrl;
+use crate::url::{BackendUrl, Secrets};
 
 mod connection;
 mod open;
@@ -207,6 +210,8 @@ struct LeaseTable {
     holder: String,
     /// The redacted URL, for logs.
     backend: String,
+    /// The URL's passwords, scrubbed from every driver message.
+    secrets: Secrets,
     timeouts: Timeouts,
     wakers: Arc<ReleaseWakers>,
     /// The SQLite file and its identity when opened.
@@ -227,6 +232,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<TableBackend, LockError> {
         table: options.table,
         holder: open::holder(),
         backend: url.redacted.clone(),
+        secrets: url.secrets(),
         timeouts: options.timeouts,
         #[cfg(feature = "sqlite")]
         sqlite_file: None,

@@ -19,7 +19,8 @@ impl LeaseTable {
                 // Only an answer from the database is worth another try: an unreachable
                 // one has already been retried for the pool's acquire timeout.
                 Err(Failure::Driver(e @ sqlx::Error::Database(_))) if tries < 3 => {
-                    tracing::debug!(backend = %self.backend, error = %e, "creating the lock tables failed, retrying");
+                    let error = self.secrets.scrub(&e.to_string());
+                    tracing::debug!(backend = %self.backend, %error, "creating the lock tables failed, retrying");
                     tokio::time::sleep(wait::jitter(Duration::from_millis(20))).await;
                 }
                 Err(failure) => return Err(self.error(failure)),
