@@ -54,7 +54,7 @@ async fn drop_tables(table: &str) {
     admin()
         .await
         .execute(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {table}, {table}_waiters"
+            "DROP TABLE IF EXISTS {table}, {table}_waiters, {table}_format"
         )))
         .await
         .unwrap();
@@ -289,4 +289,31 @@ fn refused_login_never_shows_the_password() {
         "mode=table",
     );
     table_support::refused_login_never_shows_the_password(&url, PASSWORD);
+}
+
+/// The table records its storage format in `{table}_format` when it is set up; a table
+/// whose recorded format is newer than this build's is refused.
+#[test]
+fn newer_format_is_refused() {
+    block_on(async {
+        let t = table_name("format");
+        let url = with_param(&table_url(), &format!("table={t}"));
+        connect(&url).await;
+        let mut admin = admin().await;
+        let recorded: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT format FROM {t}_format"
+        )))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(recorded, [1]);
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {t}_format (format) VALUES (2)"
+            )))
+            .await
+            .unwrap();
+        table_support::refused_as_newer_format(&url, 2).await;
+        drop_tables(&t).await;
+    });
 }

@@ -42,7 +42,7 @@ async fn drop_tables(table: &str) {
     admin()
         .await
         .execute(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {table}, {table}_waiters"
+            "DROP TABLE IF EXISTS {table}, {table}_waiters, {table}_format"
         )))
         .await
         .unwrap();
@@ -268,4 +268,31 @@ fn blocked_statement_gives_up_after_timeout() {
             holder
         },
     ));
+}
+
+/// The table records its storage format in `{table}_format` when it is set up; a table
+/// whose recorded format is newer than this build's is refused.
+#[test]
+fn newer_format_is_refused() {
+    block_on(async {
+        let t = table_name("format");
+        let url = with_param(&table_url(), &format!("table={t}"));
+        connect(&url).await;
+        let mut admin = admin().await;
+        let recorded: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT format FROM {t}_format"
+        )))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(recorded, [1]);
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {t}_format (format) VALUES (2)"
+            )))
+            .await
+            .unwrap();
+        table_support::refused_as_newer_format(&url, 2).await;
+        drop_tables(&t).await;
+    });
 }

@@ -129,3 +129,24 @@ fn killed_waiter_process_lapses() {
         "killed-waiter",
     )));
 }
+
+/// The table records its storage format in `{table}_format` in the file when it is set
+/// up; a table whose recorded format is newer than this build's is refused.
+#[test]
+fn newer_format_is_refused() {
+    block_on(async {
+        let path = temp_sqlite("format");
+        let url = format!("sqlite://{}", path.display());
+        connect(&url).await;
+        let mut file = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let recorded: Vec<i64> = sqlx::query_scalar("SELECT format FROM lockattr_locks_format")
+            .fetch_all(&mut file)
+            .await
+            .unwrap();
+        assert_eq!(recorded, [1]);
+        file.execute("INSERT INTO lockattr_locks_format (format) VALUES (2)")
+            .await
+            .unwrap();
+        table_support::refused_as_newer_format(&url, 2).await;
+    });
+}

@@ -419,3 +419,17 @@ pub fn refused_login_never_shows_the_password(url: &str, password: &str) {
         "nothing was logged: the capture does not work"
     );
 }
+
+/// Opening `url`, whose table records a storage format above this build's, is refused
+/// with an error that says which format it found and to upgrade.
+pub async fn refused_as_newer_format(url: &str, found: u32) {
+    let e = lockattr::connect(url)
+        .await
+        .expect_err("a table of a newer format was opened");
+    assert!(matches!(e, LockError::Backend { .. }), "{url}: {e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("storage format {found}")) && msg.contains("upgrade lockattr"),
+        "{url}: {msg}"
+    );
+}

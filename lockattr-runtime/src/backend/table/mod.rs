@@ -92,6 +92,8 @@
 //!     ticket INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
 //!     alive_until INTEGER NOT NULL);
 //! CREATE INDEX IF NOT EXISTS {table}_waiters_name ON {table}_waiters (name, ticket);
+//! CREATE TABLE IF NOT EXISTS {table}_format (format INTEGER NOT NULL PRIMARY KEY);
+//! INSERT INTO {table}_format (format) VALUES (1) ON CONFLICT (format) DO NOTHING;
 //! ```
 //!
 //! PostgreSQL:
@@ -104,6 +106,8 @@
 //!     ticket BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL,
 //!     alive_until BIGINT NOT NULL);
 //! CREATE INDEX IF NOT EXISTS {table}_waiters_name ON {table}_waiters (name, ticket);
+//! CREATE TABLE IF NOT EXISTS {table}_format (format BIGINT NOT NULL PRIMARY KEY);
+//! INSERT INTO {table}_format (format) VALUES (1) ON CONFLICT (format) DO NOTHING;
 //! ```
 //!
 //! MySQL / MariaDB (`name` is binary so that keys compare byte for byte, not case-folded):
@@ -115,9 +119,29 @@
 //! CREATE TABLE IF NOT EXISTS {table}_waiters (
 //!     ticket BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARBINARY(255) NOT NULL,
 //!     alive_until BIGINT NOT NULL, KEY {table}_waiters_name (name, ticket)) ENGINE = InnoDB;
+//! CREATE TABLE IF NOT EXISTS {table}_format (
+//!     format BIGINT NOT NULL PRIMARY KEY) ENGINE = InnoDB;
+//! INSERT INTO {table}_format (format) VALUES (1) ON DUPLICATE KEY UPDATE format = format;
 //! ```
 //!
 //! Keys longer than 255 bytes are hashed (see [`key`](crate::key)).
+//!
+//! # Storage format
+//!
+//! `{table}_format` records the storage format of the lockattr builds that set the table
+//! up: one row, `1` for this release. A handle that opens a table whose greatest recorded
+//! format is above its own refuses it with [`LockError::Backend`](crate::LockError), telling
+//! to upgrade lockattr in every process that shares the table, so that two releases that
+//! disagree about the rows never share keys silently (`docs/design.md`, "Mixed versions").
+//! A table without a row (created by an earlier release, or by hand) gets this build's.
+//!
+//! The marker is a table of its own, the same on the three servers, rather than a table
+//! comment (PostgreSQL's `COMMENT ON TABLE` needs the table's owner, MySQL's
+//! `ALTER TABLE … COMMENT` its `ALTER` privilege and a metadata lock that waits for every
+//! open transaction on the table) or SQLite's `PRAGMA user_version`, which belongs to
+//! whoever owns the file: nothing stops a `sqlite://` URL from naming an application's own
+//! database, whose migrations may keep their version there. Reading and writing the marker
+//! takes no more than the privileges the lease table already needs.
 //!
 //! # The statements
 //!
@@ -237,10 +261,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<TableBackend, LockError> {
         #[cfg(feature = "sqlite")]
         sqlite_file: None,
     };
-    table
-        .create_tables()
-        .await
-        .map_err(|e| LockError::backend(&url.redacted, None, e))?;
+    table.set_up(url).await?;
     #[cfg(feature = "sqlite")]
     #[allow(irrefutable_let_patterns)]
     if let ServerPool::Sqlite(pooled) = &table.pool {

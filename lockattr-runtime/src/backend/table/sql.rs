@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::backend::FORMAT;
+
 /// The database server a lease table lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Server {
@@ -48,6 +50,10 @@ pub(super) struct Bindings<'a> {
 pub(super) struct TableStatements {
     /// `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS`, in order.
     pub create: Vec<String>,
+    /// The greatest storage format recorded in `{table}_format` (0 when none is).
+    pub recorded_format: Statement,
+    /// Records this build's [`FORMAT`] in `{table}_format` (nothing if it is there).
+    pub record_format: Statement,
     pub acquire: Statement,
     /// MySQL: the fence of the row the caller holds.
     pub owned_fence: Statement,
@@ -161,17 +167,20 @@ impl Server {
                 format!("CREATE TABLE IF NOT EXISTS {table} (name TEXT NOT NULL PRIMARY KEY, token TEXT, fence INTEGER NOT NULL, lock_until INTEGER NOT NULL, holder TEXT NOT NULL)"),
                 format!("CREATE TABLE IF NOT EXISTS {table}_waiters (ticket INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alive_until INTEGER NOT NULL)"),
                 format!("CREATE INDEX IF NOT EXISTS {table}_waiters_name ON {table}_waiters (name, ticket)"),
+                format!("CREATE TABLE IF NOT EXISTS {table}_format (format INTEGER NOT NULL PRIMARY KEY)"),
             ],
             #[cfg(feature = "postgres")]
             Server::Postgres => vec![
                 format!("CREATE TABLE IF NOT EXISTS {table} (name TEXT NOT NULL PRIMARY KEY, token TEXT, fence BIGINT NOT NULL, lock_until BIGINT NOT NULL, holder TEXT NOT NULL)"),
                 format!("CREATE TABLE IF NOT EXISTS {table}_waiters (ticket BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT NOT NULL, alive_until BIGINT NOT NULL)"),
                 format!("CREATE INDEX IF NOT EXISTS {table}_waiters_name ON {table}_waiters (name, ticket)"),
+                format!("CREATE TABLE IF NOT EXISTS {table}_format (format BIGINT NOT NULL PRIMARY KEY)"),
             ],
             #[cfg(feature = "mysql")]
             Server::MySql => vec![
                 format!("CREATE TABLE IF NOT EXISTS {table} (name VARBINARY(255) NOT NULL PRIMARY KEY, token CHAR(32) NULL, fence BIGINT NOT NULL, lock_until BIGINT NOT NULL, holder VARCHAR(255) NOT NULL) ENGINE = InnoDB"),
                 format!("CREATE TABLE IF NOT EXISTS {table}_waiters (ticket BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARBINARY(255) NOT NULL, alive_until BIGINT NOT NULL, KEY {table}_waiters_name (name, ticket)) ENGINE = InnoDB"),
+                format!("CREATE TABLE IF NOT EXISTS {table}_format (format BIGINT NOT NULL PRIMARY KEY) ENGINE = InnoDB"),
             ],
         };
         let no_waiter_ahead = "NOT EXISTS (SELECT 1 FROM {w} w WHERE w.name = :name \
@@ -206,9 +215,16 @@ impl Server {
         } else {
             "INSERT INTO {w} (name, alive_until) VALUES (:name, {now} + :ms) RETURNING ticket"
         };
+        let record_format = if self.is_mysql() {
+            format!("INSERT INTO {{t}}_format (format) VALUES ({FORMAT}) ON DUPLICATE KEY UPDATE format = format")
+        } else {
+            format!("INSERT INTO {{t}}_format (format) VALUES ({FORMAT}) ON CONFLICT (format) DO NOTHING")
+        };
         let s = |template: &str| self.statement(table, template);
         TableStatements {
             create,
+            recorded_format: s("SELECT COALESCE(MAX(format), 0) FROM {t}_format"),
+            record_format: s(&record_format),
             acquire: s(&acquire),
             owned_fence: s("SELECT fence FROM {t} WHERE name = :name AND token = :token"),
             release: s(
