@@ -241,9 +241,14 @@ async fn handoff(name: &str, urls: &[String], label: &str) {
     let key = format!("handoff-{}-{label}", std::process::id());
     let last_release: Arc<Mutex<Option<(usize, Instant)>>> = Arc::new(Mutex::new(None));
     let gaps: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
+    // Every handle is open before the first turn: a handle that starts while the others
+    // still connect takes all its turns alone, and no handoff is measured.
+    let mut handles = Vec::new();
     for i in 0..HANDLES {
-        let locks = lockattr::connect(&urls[i % urls.len()]).await.unwrap();
+        handles.push(lockattr::connect(&urls[i % urls.len()]).await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, locks) in handles.into_iter().enumerate() {
         let (key, last_release, gaps) = (key.clone(), last_release.clone(), gaps.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..TURNS {
