@@ -12,64 +12,21 @@ mod suite;
 mod table_support;
 
 use lockattr_tests::{postgres_url, with_param};
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
 use suite::{block_on, take, unique};
-use table_support::{connect, round_trip, table_name, TTL};
+use table_support::{connect, TTL};
 
 /// The shared test database in table mode.
 fn table_url() -> String {
     with_param(&postgres_url(), "mode=table")
 }
 
+table_support::server_table_checks!(admin, table_url, "postgres");
+
 async fn admin() -> sqlx::PgConnection {
     sqlx::PgConnection::connect(&postgres_url())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", postgres_url()))
-}
-
-async fn tables_exist(table: &str) -> bool {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = $1 OR table_name = $1 || '_waiters'",
-    )
-    .bind(table)
-    .fetch_one(&mut admin().await)
-    .await
-    .unwrap();
-    n == 2
-}
-
-async fn drop_tables(table: &str) {
-    admin()
-        .await
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {table}, {table}_waiters, {table}_format"
-        )))
-        .await
-        .unwrap();
-}
-
-#[test]
-fn tables_are_created_on_first_use() {
-    block_on(async {
-        let t = table_name("first");
-        assert!(!tables_exist(&t).await);
-        let url = with_param(&table_url(), &format!("table={t}"));
-        let (a, b) = (connect(&url).await, connect(&url).await);
-        assert!(tables_exist(&t).await, "postgres table {t} not created");
-        assert_eq!(round_trip(&a, &b).await, 1);
-        drop_tables(&t).await;
-    });
-}
-
-#[test]
-fn two_tables_do_not_interfere() {
-    block_on(async {
-        let (t1, t2) = (table_name("one"), table_name("two"));
-        let base = format!("{}&", table_url());
-        table_support::two_tables_do_not_interfere(&base, &t1, &t2).await;
-        drop_tables(&t1).await;
-        drop_tables(&t2).await;
-    });
 }
 
 #[test]
@@ -97,28 +54,6 @@ fn postgres_sessions_killed_during_a_hold() {
         })
         .await;
     });
-}
-
-#[test]
-fn min_hold_outlives_the_handle() {
-    block_on(table_support::min_hold_outlives_the_handle(&table_url()));
-}
-
-#[test]
-fn waiters_in_other_processes_are_served_in_order() {
-    table_support::waiters_in_other_processes_are_served_in_order(&table_url());
-}
-
-#[test]
-fn waiters_that_give_up_leave_the_queue() {
-    block_on(table_support::waiters_that_give_up_leave_the_queue(
-        &table_url(),
-    ));
-}
-
-#[test]
-fn killed_waiter_process_lapses() {
-    block_on(table_support::killed_waiter_process_lapses(&table_url()));
 }
 
 /// A lease is a row: 1,000 held locks keep no connection busy, and one handle never opens
@@ -246,53 +181,4 @@ fn postgres_restarted_during_a_hold() {
     });
     drop(stop);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn unanswered_connect_gives_up_after_connect_timeout() {
-    block_on(table_support::unanswered_connect_gives_up_after_connect_timeout("postgres"));
-}
-
-#[test]
-fn blocked_statement_gives_up_after_timeout() {
-    block_on(table_support::blocked_statement_gives_up_after_timeout(
-        &table_url(),
-        |name| async move {
-            let mut holder = admin().await;
-            holder.execute("BEGIN").await.unwrap();
-            sqlx::query("SELECT 1 FROM lockattr_locks WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .execute(&mut holder)
-                .await
-                .unwrap();
-            holder
-        },
-    ));
-}
-
-/// The table records its storage format in `{table}_format` when it is set up; a table
-/// whose recorded format is newer than this build's is refused.
-#[test]
-fn newer_format_is_refused() {
-    block_on(async {
-        let t = table_name("format");
-        let url = with_param(&table_url(), &format!("table={t}"));
-        connect(&url).await;
-        let mut admin = admin().await;
-        let recorded: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT format FROM {t}_format"
-        )))
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        assert_eq!(recorded, [1]);
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {t}_format (format) VALUES (2)"
-            )))
-            .await
-            .unwrap();
-        table_support::refused_as_newer_format(&url, 2).await;
-        drop_tables(&t).await;
-    });
 }

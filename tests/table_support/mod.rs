@@ -433,3 +433,135 @@ pub async fn refused_as_newer_format(url: &str, found: u32) {
         "{url}: {msg}"
     );
 }
+
+/// The checks that run the same way on PostgreSQL and MySQL, as `#[test]`s of the target
+/// that invokes this: `$admin` is an async fn giving a direct sqlx connection to the test
+/// database, `$table_url` a fn giving that database's URL in table mode, `$scheme` the URL
+/// scheme. The SQL is written so that both servers take it as it is.
+#[allow(unused_macros)] // not in the SQLite target
+macro_rules! server_table_checks {
+    ($admin:path, $table_url:path, $scheme:literal) => {
+        /// Whether `table` and its waiter and format tables exist.
+        async fn tables_exist(table: &str) -> bool {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
+                 ('{table}', '{table}_waiters', '{table}_format')"
+            )))
+            .fetch_one(&mut $admin().await)
+            .await
+            .unwrap();
+            n == 3
+        }
+
+        async fn drop_tables(table: &str) {
+            let drop = format!("DROP TABLE IF EXISTS {table}, {table}_waiters, {table}_format");
+            sqlx::Executor::execute(&mut $admin().await, sqlx::AssertSqlSafe(drop))
+                .await
+                .unwrap();
+        }
+
+        #[test]
+        fn tables_are_created_on_first_use() {
+            suite::block_on(async {
+                let t = table_support::table_name("first");
+                assert!(!tables_exist(&t).await);
+                let url = lockattr_tests::with_param(&$table_url(), &format!("table={t}"));
+                let (a, b) = (
+                    table_support::connect(&url).await,
+                    table_support::connect(&url).await,
+                );
+                assert!(tables_exist(&t).await, "{url}: table {t} not created");
+                assert_eq!(table_support::round_trip(&a, &b).await, 1);
+                drop_tables(&t).await;
+            });
+        }
+
+        #[test]
+        fn two_tables_do_not_interfere() {
+            suite::block_on(async {
+                let (t1, t2) = (
+                    table_support::table_name("one"),
+                    table_support::table_name("two"),
+                );
+                let base = format!("{}&", $table_url());
+                table_support::two_tables_do_not_interfere(&base, &t1, &t2).await;
+                drop_tables(&t1).await;
+                drop_tables(&t2).await;
+            });
+        }
+
+        #[test]
+        fn min_hold_outlives_the_handle() {
+            suite::block_on(table_support::min_hold_outlives_the_handle(&$table_url()));
+        }
+
+        #[test]
+        fn waiters_in_other_processes_are_served_in_order() {
+            table_support::waiters_in_other_processes_are_served_in_order(&$table_url());
+        }
+
+        #[test]
+        fn waiters_that_give_up_leave_the_queue() {
+            suite::block_on(table_support::waiters_that_give_up_leave_the_queue(
+                &$table_url(),
+            ));
+        }
+
+        #[test]
+        fn killed_waiter_process_lapses() {
+            suite::block_on(table_support::killed_waiter_process_lapses(&$table_url()));
+        }
+
+        #[test]
+        fn unanswered_connect_gives_up_after_connect_timeout() {
+            suite::block_on(
+                table_support::unanswered_connect_gives_up_after_connect_timeout($scheme),
+            );
+        }
+
+        #[test]
+        fn blocked_statement_gives_up_after_timeout() {
+            suite::block_on(table_support::blocked_statement_gives_up_after_timeout(
+                &$table_url(),
+                |name| async move {
+                    let mut holder = $admin().await;
+                    let lock_row =
+                        format!("SELECT 1 FROM lockattr_locks WHERE name = '{name}' FOR UPDATE");
+                    for statement in ["BEGIN".to_string(), lock_row] {
+                        sqlx::Executor::execute(&mut holder, sqlx::AssertSqlSafe(statement))
+                            .await
+                            .unwrap();
+                    }
+                    holder
+                },
+            ));
+        }
+
+        /// The table records its storage format in `{table}_format` when it is set up; a
+        /// table whose recorded format is newer than this build's is refused.
+        #[test]
+        fn newer_format_is_refused() {
+            suite::block_on(async {
+                let t = table_support::table_name("format");
+                let url = lockattr_tests::with_param(&$table_url(), &format!("table={t}"));
+                table_support::connect(&url).await;
+                let mut admin = $admin().await;
+                let recorded: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT format FROM {t}_format"
+                )))
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+                assert_eq!(recorded, [1]);
+                let newer = format!("INSERT INTO {t}_format (format) VALUES (2)");
+                sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(newer))
+                    .await
+                    .unwrap();
+                table_support::refused_as_newer_format(&url, 2).await;
+                drop_tables(&t).await;
+            });
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use server_table_checks;

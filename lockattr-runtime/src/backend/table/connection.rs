@@ -90,31 +90,26 @@ impl Failure {
     /// `Debug` too: the driver's error itself is not kept); a wait that ran out names the
     /// URL parameter and its value.
     pub(super) fn into_error(self, secrets: &Secrets) -> BoxError {
-        let ms = |d: Duration| d.as_millis();
         match self {
             Failure::Driver(e) => secrets.error(e),
             Failure::NoConnection {
                 waited,
                 busy: false,
             } => format!(
-                "no new connection to the database within {} ms (`connect_timeout_ms={}`): it \
-                 was refused or not answered",
-                ms(waited),
-                ms(waited)
+                "no new connection to the database within `connect_timeout_ms={}`: it was \
+                 refused or not answered",
+                waited.as_millis()
             )
             .into(),
             Failure::NoConnection { waited, busy: true } => format!(
-                "all {MAX_CONNECTIONS} connections of this handle stayed busy for {} ms \
-                 (`connect_timeout_ms={}`)",
-                ms(waited),
-                ms(waited)
+                "all {MAX_CONNECTIONS} connections of this handle stayed busy for \
+                 `connect_timeout_ms={}`",
+                waited.as_millis()
             )
             .into(),
             Failure::NoAnswer(limit) => format!(
-                "the database did not answer within {} ms (`timeout_ms={}`); the connection \
-                 was closed",
-                ms(limit),
-                ms(limit)
+                "the database did not answer within `timeout_ms={}`; the connection was closed",
+                limit.as_millis()
             )
             .into(),
         }

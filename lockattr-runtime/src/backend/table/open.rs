@@ -86,9 +86,19 @@ impl TableOptions {
             #[cfg(feature = "sqlite")]
             "sqlite" => sqlite(url)?,
             #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => postgres(url)?,
+            "postgres" | "postgresql" => server(
+                url,
+                "postgres",
+                crate::backend::POSTGRES_CLIENT_PARAMS,
+                ConnectOptions::Postgres,
+            )?,
             #[cfg(feature = "mysql")]
-            "mysql" | "mariadb" => mysql(url)?,
+            "mysql" | "mariadb" => server(
+                url,
+                "mysql",
+                crate::backend::MYSQL_CLIENT_PARAMS,
+                ConnectOptions::MySql,
+            )?,
             other => {
                 return Err(url.invalid(format!(
                 "this build of lockattr has no lease table on `{other}` (enable its cargo feature)"
@@ -170,50 +180,29 @@ fn server_pool_options<DB: sqlx::Database>(timeouts: Timeouts) -> sqlx::pool::Po
         .test_before_acquire(false)
 }
 
-/// An error from the driver's URL parser, as [`LockError::InvalidUrl`], with any password
-/// that the message might echo replaced.
+/// A server's options: its driver's URL (`scheme://…` with the parameters that driver
+/// reads, `client_params`), parsed by the driver into `O` and kept as `variant`, and the
+/// timeouts.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn driver_url_error(url: &BackendUrl, e: sqlx::Error) -> LockError {
-    url.invalid(url.secrets().scrub(&e.to_string()))
-}
-
-/// `connect_timeout_ms` and `timeout_ms` of a server URL.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn server_timeouts(url: &BackendUrl) -> Result<Timeouts, LockError> {
-    Ok(Timeouts {
+fn server<O>(
+    url: &BackendUrl,
+    scheme: &str,
+    client_params: &[&str],
+    variant: fn(O) -> ConnectOptions,
+) -> Result<(ConnectOptions, String, Timeouts), LockError>
+where
+    O: std::str::FromStr<Err = sqlx::Error>,
+{
+    let driver = url.client_url(scheme, OWN_PARAMS, client_params)?;
+    // The driver's parser may echo the URL: its message goes through the URL's secrets.
+    let options = driver
+        .parse::<O>()
+        .map_err(|e| url.invalid(url.secrets().scrub(&e.to_string())))?;
+    let timeouts = Timeouts {
         connect: Some(url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?),
         statement: Some(url.millis("timeout_ms", DEFAULT_STATEMENT_TIMEOUT)?),
-    })
-}
-
-#[cfg(feature = "postgres")]
-fn postgres(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockError> {
-    use std::str::FromStr;
-    let driver = url.client_url(
-        "postgres",
-        OWN_PARAMS,
-        crate::backend::POSTGRES_CLIENT_PARAMS,
-    )?;
-    let options = sqlx::postgres::PgConnectOptions::from_str(&driver)
-        .map_err(|e| driver_url_error(url, e))?;
-    Ok((
-        ConnectOptions::Postgres(options),
-        driver,
-        server_timeouts(url)?,
-    ))
-}
-
-#[cfg(feature = "mysql")]
-fn mysql(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockError> {
-    use std::str::FromStr;
-    let driver = url.client_url("mysql", OWN_PARAMS, crate::backend::MYSQL_CLIENT_PARAMS)?;
-    let options = sqlx::mysql::MySqlConnectOptions::from_str(&driver)
-        .map_err(|e| driver_url_error(url, e))?;
-    Ok((
-        ConnectOptions::MySql(options),
-        driver,
-        server_timeouts(url)?,
-    ))
+    };
+    Ok((variant(options), driver, timeouts))
 }
 
 #[cfg(feature = "sqlite")]
