@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lockattr_tests::{mysql_url, postgres_url, with_param};
 use sqlx::{AssertSqlSafe, Connection};
 
 const ROUNDS: usize = 15;
@@ -240,9 +241,14 @@ async fn handoff(name: &str, urls: &[String], label: &str) {
     let key = format!("handoff-{}-{label}", std::process::id());
     let last_release: Arc<Mutex<Option<(usize, Instant)>>> = Arc::new(Mutex::new(None));
     let gaps: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
+    // Every handle is open before the first turn: a handle that starts while the others
+    // still connect takes all its turns alone, and no handoff is measured.
+    let mut handles = Vec::new();
     for i in 0..HANDLES {
-        let locks = lockattr::connect(&urls[i % urls.len()]).await.unwrap();
+        handles.push(lockattr::connect(&urls[i % urls.len()]).await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, locks) in handles.into_iter().enumerate() {
         let (key, last_release, gaps) = (key.clone(), last_release.clone(), gaps.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..TURNS {
@@ -281,8 +287,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let db_path = dir.join("bench.db");
     let sqlite = format!("sqlite://{}?table={TABLE}", db_path.display());
-    let pg = "postgres://postgres@127.0.0.1:5432/test";
-    let my = "mysql://root@127.0.0.1:3306/test";
+    let (pg, my) = (postgres_url(), mysql_url());
     let targets = [
         (
             "sqlite",
@@ -293,14 +298,14 @@ fn main() {
         (
             "postgres_table",
             Db::Postgres,
-            format!("{pg}?mode=table&table={TABLE}"),
-            pg.to_string(),
+            with_param(&pg, &format!("mode=table&table={TABLE}")),
+            pg.clone(),
         ),
         (
             "mysql_table",
             Db::MySql,
-            format!("{my}?mode=table&table={TABLE}"),
-            my.to_string(),
+            with_param(&my, &format!("mode=table&table={TABLE}")),
+            my.clone(),
         ),
     ];
     let only: Vec<String> = std::env::args()
