@@ -3,7 +3,7 @@
 //! Every [`Locks`](crate::Locks) connected to the same `memory://NAME` shares one store
 //! (`memory://` is the store named `default`), so several handles in one process exclude
 //! each other exactly as several processes do on a server backend. The store keeps every
-//! semantic of DESIGN.md: expiry on its own clock, token-checked release and extend,
+//! semantic of `docs/design.md`: expiry on its own clock, token-checked release and extend,
 //! fencing tokens, and waiting that is notified and first come, first served: a key that
 //! has waiters is handed to the oldest one, and a `try_acquire` does not jump the queue.
 

@@ -159,11 +159,17 @@ async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockEr
 /// (where it keeps it is in the backend's docs) and, when it opens, refuses a server set
 /// up by a newer format with [`format_refused`]: two library versions that disagree about
 /// the format never share keys silently (`docs/design.md`, "Mixed versions").
-#[allow(dead_code)] // until every server backend records it
+#[cfg_attr(
+    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) const FORMAT: u32 = 1;
 
 /// The error for a backend whose server holds format marker `found` (> [`FORMAT`]).
-#[allow(dead_code)] // until every server backend records it
+#[cfg_attr(
+    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) fn format_refused(url: &BackendUrl, place: &str, found: u32) -> LockError {
     LockError::backend(
         &url.redacted,
@@ -235,7 +241,7 @@ pub enum Capability {
     Extend,
 }
 
-/// A lock store. Implementations keep DESIGN.md's semantics: the server (not the caller's
+/// A lock store. Implementations keep the semantics of `docs/design.md`: the server (not the caller's
 /// clock alone) enforces the ttl, release and extend check the owner token, and fencing
 /// tokens only grow per key.
 pub trait Backend: Send + Sync + 'static {
