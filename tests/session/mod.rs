@@ -5,7 +5,10 @@
 //! fails these tests; it never skips them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use lockattr_tests::with_param;
 
 use lockattr::{distributed_lock, LockError, Locks};
 
@@ -67,6 +70,20 @@ macro_rules! shared_tests {
         fn waiters_beyond_max_waiting_wait_in_the_process() {
             $crate::suite::block_on(
                 $crate::session::waiters_beyond_max_waiting_wait_in_the_process::<$server>(),
+            );
+        }
+
+        #[test]
+        fn extend_on_a_session_closed_by_a_timeout_is_lost() {
+            $crate::suite::block_on(
+                $crate::session::extend_on_a_session_closed_by_a_timeout_is_lost::<$server>(),
+            );
+        }
+
+        #[test]
+        fn waits_beyond_max_waiting_still_take_a_free_key() {
+            $crate::suite::block_on(
+                $crate::session::waits_beyond_max_waiting_still_take_a_free_key::<$server>(),
             );
         }
 
@@ -379,7 +396,9 @@ pub async fn stalled_holder_loses_the_key_to_the_server(url: &str) {
 /// default back, so the pooled session outlives an idle pause longer than the last ttl
 /// (no reconnect at the next take).
 pub async fn idle_pooled_sessions_stay_open<S: Server>() {
-    let name = "lockattr_test_idle";
+    // A name of this process's own: a backend of another test process on the same
+    // server must not be counted (its sessions come and go).
+    let name = &format!("lockattr_test_idle_{}", std::process::id());
     let sessions = || S::session_ids(name);
     let locks = connect(&S::url(name)).await;
     let key = unique("idle");
@@ -517,4 +536,98 @@ pub async fn waiters_beyond_max_waiting_wait_in_the_process<S: Server>() {
     while let Some(waited) = waiters.join_next().await {
         waited.unwrap().expect("every waiter gets the key in turn");
     }
+}
+
+/// `url` (of the test server) with its `host:port` replaced by 127.0.0.1:`port`, and the
+/// `host:port` it named.
+fn through_port(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("scheme://");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let (login, host) = match authority.rsplit_once('@') {
+        Some((login, host)) => (format!("{login}@"), host),
+        None => (String::new(), authority),
+    };
+    (
+        format!("{scheme}://{login}127.0.0.1:{port}{path}"),
+        host.to_owned(),
+    )
+}
+
+/// A session closed by lockattr because a statement on it did not answer within
+/// `timeout_ms` frees its locks on the server: a lease on it whose `extend` was waiting
+/// for the session's connection meanwhile is lost, never extended (it once answered
+/// `Ok` and moved the deadline while another process took the key).
+pub async fn extend_on_a_session_closed_by_a_timeout_is_lost<S: Server>() {
+    let url = with_param(&S::url("lockattr_test_timeout_extend"), "timeout_ms=300");
+    let (_, upstream) = through_port(&url, 1);
+    let proxy = lockattr_tests::StallingProxy::start(&upstream).await;
+    let (proxied, _) = through_port(&url, proxy.port);
+    let slow = connect(&proxied).await;
+    let direct = connect(&url).await;
+    let (held_key, other_key) = (unique("timeout-extend"), unique("timeout-take"));
+    let ttl = Duration::from_secs(10);
+    let held = Arc::new(take(&slow, &held_key, ttl).await.unwrap());
+    // A take on the same (only) session that does not answer in time closes the session;
+    // the extend queued behind it must not succeed on it.
+    proxy.stall(true);
+    let taking = {
+        let slow = slow.clone();
+        tokio::spawn(async move { slow.lock(other_key).ttl(ttl).try_acquire().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let extending = {
+        let held = held.clone();
+        tokio::spawn(async move { held.extend(ttl).await })
+    };
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    proxy.stall(false);
+    let took = taking.await.unwrap();
+    assert!(took.is_err(), "the unanswered take is an error: {took:?}");
+    let extended = extending.await.unwrap();
+    assert!(
+        matches!(extended, Err(LockError::Lost { .. })),
+        "an extend on the closed session is Lost: {extended:?}"
+    );
+    // And the key really is free on the server again (the session is gone).
+    let next = suite::take_eventually(&direct, &held_key, Duration::from_secs(10))
+        .await
+        .expect("the closed session's lock was freed");
+    assert!(next.token() > held.token());
+    next.release().await.unwrap();
+}
+
+/// Waits beyond `max_waiting` queue in the process, but a wait for a key that is free
+/// takes it at once: a long wait on another key does not hold it up until its deadline.
+pub async fn waits_beyond_max_waiting_still_take_a_free_key<S: Server>() {
+    let url = S::url("lockattr_test_max_waiting_free");
+    let holder = connect(&url).await;
+    let waiters = connect(&with_param(&url, "max_waiting=1")).await;
+    let (busy, free) = (unique("busy"), unique("free"));
+    let ttl = Duration::from_secs(30);
+    let held = take(&holder, &busy, ttl).await.unwrap();
+    let waiting = {
+        let waiters = waiters.clone();
+        tokio::spawn(async move {
+            waiters
+                .lock(busy)
+                .ttl(ttl)
+                .acquire(Duration::from_secs(20))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let got = waiters
+        .lock(free)
+        .ttl(ttl)
+        .acquire(Duration::from_secs(20))
+        .await
+        .unwrap();
+    // Before the fix it got the key only at the end of its 20 s wait.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    got.release().await.unwrap();
+    held.release().await.unwrap();
+    waiting.await.unwrap().unwrap().release().await.unwrap();
 }

@@ -75,3 +75,60 @@ pub fn black_hole() -> u16 {
     });
     port
 }
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` whose answers can be held back: while
+/// stalled, what the server sends waits in the proxy (statements still reach the server
+/// and run there), as on a network that delays one direction. For timeout tests.
+pub struct StallingProxy {
+    /// The proxy's port: connect here instead of to `upstream`.
+    pub port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    /// Starts a proxy to `upstream` (`host:port`) on the current tokio runtime.
+    pub async fn start(upstream: &str) -> StallingProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a spare loopback port");
+        let port = listener.local_addr().expect("a bound address").port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let upstream = upstream.to_owned();
+        let held = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                    let _ = to_server.shutdown().await;
+                });
+                let held = held.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                        while held.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        }
+                        if to_client.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        StallingProxy { port, stalled }
+    }
+
+    /// Holds back (`true`) or lets through (`false`) what the server sends.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}

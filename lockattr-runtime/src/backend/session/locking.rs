@@ -127,11 +127,15 @@ impl<D: SessionSql> SessionPool<D> {
             return self.try_acquire(req).await;
         }
         // At most `max_waiting` acquires wait on sessions of their own; the others wait
-        // here, in order, for one of them to end. One whose deadline comes first still
-        // gets a try: the key may have been free all along.
+        // here, in order, for one of them to end, after one try (the key may be free: a
+        // wait on another key must not hold this one up). One whose deadline comes first
+        // gets a last try.
         let _waiting_session = match self.waiting_sessions.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
+                if let Some(granted) = self.try_acquire(req).await? {
+                    return Ok(Some(granted));
+                }
                 let queued =
                     tokio::time::timeout_at(deadline.into(), self.waiting_sessions.acquire());
                 match queued.await {
@@ -295,8 +299,16 @@ impl<D: SessionSql> SessionPool<D> {
             pooled.session.clone()
         };
         let _using = UsingSession::new(&session);
-        let mut conn = session.conn.lock().await;
-        let Some(SessionConn { conn, timer }) = conn.as_mut() else {
+        let mut slot = session.conn.lock().await;
+        if *session.dead.borrow() {
+            // The session was closed while this waited for its connection (a statement on
+            // it did not answer in time): the server frees its locks when the connection
+            // goes, so nothing on it can be extended. Close it now rather than after one
+            // more statement.
+            *slot = None;
+            return Ok(false);
+        }
+        let Some(SessionConn { conn, timer }) = slot.as_mut() else {
             return Ok(false);
         };
         let idle = self.current_idle_limit(&session);
@@ -308,6 +320,11 @@ impl<D: SessionSql> SessionPool<D> {
             .await;
         unanswered.answered();
         match pinged {
+            // Closed while the ping was on the wire: its locks go with the connection.
+            Ok(()) if *session.dead.borrow() => {
+                *slot = None;
+                Ok(false)
+            }
             Ok(()) => {
                 // Deadlines only moved later: the keeper's next wake is early enough.
                 self.touch(&session);
