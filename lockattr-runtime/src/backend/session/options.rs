@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `connect_timeout_ms` | 5000 | opening a session: TCP, TLS and login |
 //! | `timeout_ms` | 5000 | every statement that does not wait in the server (take, release, heartbeat, set-up); a wait in the server's queue is bounded by its own wait plus this |
-//! | `max_waiting` | 32 | how many `acquire(wait)`s of the backend wait in the server's queue at once, each on a session (connection) of its own; more wait in the process, first come first served, for one of them to end |
+//! | `max_waiting` | 32 | how many `acquire(wait)`s of the backend wait in the server's queue at once, each on a session (connection) of its own; more wait in the process, first come first served, for one of them to end (each after one try, so a free key is taken at once). Caveat: a waiter queued in the process is in no server queue, so a holder that releases and takes the key again at once can go ahead of it; raise `max_waiting` where that matters |
 //!
 //! A statement that runs out of time closes its session (the server then frees the
 //! session's locks; its leases are `Lost`), and the error names the parameter and its value.
