@@ -160,14 +160,24 @@ async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockEr
 /// up by a newer format with [`format_refused`]: two library versions that disagree about
 /// the format never share keys silently (`docs/design.md`, "Mixed versions").
 #[cfg_attr(
-    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    )),
     allow(dead_code)
 )]
 pub(crate) const FORMAT: u32 = 1;
 
 /// The error for a backend whose server holds format marker `found` (> [`FORMAT`]).
 #[cfg_attr(
-    not(any(feature = "redis", feature = "sqlite", feature = "postgres", feature = "mysql")),
+    not(any(
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn format_refused(url: &BackendUrl, place: &str, found: u32) -> LockError {
