@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned as _;
 use syn::{AttrStyle, Ident, ItemFn, LitStr, ReturnType};
 
@@ -79,6 +80,7 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let key = key_expr(lock, &private);
+    let fn_name = sig.ident.unraw().to_string();
 
     let (ret_ty, ret_span) = match &sig.output {
         ReturnType::Default => (quote!(()), sig.ident.span()),
@@ -118,20 +120,26 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
     let body = quote!(async move #braces);
     let run_path = respan(quote!(#private::#run_fn), ret_span);
     let run = quote_spanned! {ret_span=>
-        #run_path(&__LOCKATTR_SPEC, __lockattr_key, #body).await
+        #run_path(&__LOCKATTR_SITE, __lockattr_key, #body).await
     };
 
     quote! {
         #(#outer)*
         #vis #sig {
             #(#inner)*
-            static __LOCKATTR_SPEC: #private::LockSpec = #private::LockSpec {
+            // The site's options, and its entry in `lockattr::sites()` (a linker section).
+            #[#private::linkme::distributed_slice(#private::SITES)]
+            #[linkme(crate = #private::linkme)]
+            static __LOCKATTR_SITE: #private::LockSite = #private::LockSite {
                 template: #template,
                 ttl: ::core::time::Duration::from_millis(#ttl),
                 policy: #policy,
                 min_hold: ::core::time::Duration::from_millis(#min_hold),
                 renew: #renew,
                 backend: #backend,
+                function: ::core::concat!(::core::module_path!(), "::", #fn_name),
+                file: ::core::file!(),
+                line: ::core::line!(),
             };
             let __lockattr_key = #key;
             #run

@@ -109,6 +109,14 @@ pub enum LockError {
         /// The option or semantic it cannot keep.
         what: String,
     },
+    /// Lock sites that the configured backends cannot serve as written, found by
+    /// [`check`](crate::check) or at `init`: each problem names the function and its
+    /// `file:line`.
+    #[error("{}", misconfigured_message(.problems))]
+    Misconfigured {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
     /// The backend failed: unreachable, timed out, or answered with an error.
     #[error("backend {backend} failed{}: {source}", match .key { Some(k) => format!(" on lock `{k}`"), None => String::new() })]
     Backend {
@@ -120,6 +128,15 @@ pub enum LockError {
         #[source]
         source: Arc<dyn StdError + Send + Sync + 'static>,
     },
+}
+
+fn misconfigured_message(problems: &[String]) -> String {
+    let mut out = format!("{} misconfigured lockattr lock site(s):", problems.len());
+    for problem in problems {
+        out.push_str("\n  - ");
+        out.push_str(problem);
+    }
+    out
 }
 
 fn not_configured_message(name: &Option<String>) -> String {

@@ -201,20 +201,29 @@ impl Locks {
                 format!("min_hold ({min_hold:?}) must be shorter than the ttl ({ttl:?})"),
             ));
         }
-        let needs = [
+        match self.unsupported(min_hold, renew).next() {
+            Some(what) => Err(LockError::Unsupported {
+                key: key.to_owned(),
+                backend: self.handle.name.clone(),
+                what: what.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The options asked for that this backend cannot keep: `"min_hold"`, `"renew"`.
+    pub(crate) fn unsupported(
+        &self,
+        min_hold: Duration,
+        renew: bool,
+    ) -> impl Iterator<Item = &'static str> + '_ {
+        [
             (!min_hold.is_zero(), Capability::MinHold, "min_hold"),
             (renew, Capability::Extend, "renew"),
-        ];
-        for (wanted, capability, what) in needs {
-            if wanted && !self.handle.backend.supports(capability) {
-                return Err(LockError::Unsupported {
-                    key: key.to_owned(),
-                    backend: self.handle.name.clone(),
-                    what: what.into(),
-                });
-            }
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .filter(|&(wanted, capability, _)| wanted && !self.handle.backend.supports(capability))
+        .map(|(_, _, what)| what)
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.

@@ -29,6 +29,7 @@ mod lease;
 mod locked_call;
 mod outcome;
 mod registry;
+mod sites;
 pub mod token;
 pub mod url;
 
@@ -40,8 +41,10 @@ pub use guard::{current, CurrentLock, LockGuard};
 pub use handle::{connect, Locks, MIN_TTL};
 pub use outcome::{Fallible, Skippable};
 pub use registry::{
-    configured, init, init_from_env, init_named, lock, set_default, set_named, URL_ENV,
+    configured, init, init_from_env, init_named, init_with, lock, set_default, set_named,
+    InitOptions, URL_ENV,
 };
+pub use sites::{check, sites, LockSite, Policy};
 
 /// The code `#[distributed_lock]` generates calls into this module. Not a stable API.
 #[doc(hidden)]

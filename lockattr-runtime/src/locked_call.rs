@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::LockError;
 use crate::guard::{LockGuard, CURRENT};
@@ -13,41 +13,8 @@ use crate::outcome::{Fallible, Skippable};
 use crate::registry::configured;
 
 pub use crate::key::KeyValue;
-
-/// One annotated function's lock options, checked at compile time.
-#[derive(Debug)]
-pub struct LockSpec {
-    /// The key template as written, for messages.
-    pub template: &'static str,
-    /// The lease length.
-    pub ttl: Duration,
-    /// What to do when the key is taken.
-    pub policy: Policy,
-    /// Keep the key taken this long after acquisition.
-    pub min_hold: Duration,
-    /// Extend the lease every ttl/3 while the body runs.
-    pub renew: bool,
-    /// The named backend, or `None` for the default one.
-    pub backend: Option<&'static str>,
-}
-
-/// `on_conflict` and its parameters.
-#[derive(Debug, Clone, Copy)]
-pub enum Policy {
-    /// Return the skipped value.
-    Skip,
-    /// Return `LockError::Conflict`.
-    Error,
-    /// Wait up to this long, then `LockError::Timeout`.
-    Wait(Duration),
-    /// Try again `retries` times, `backoff` apart with jitter, then skip.
-    Retry {
-        /// How many more attempts after the first.
-        retries: u32,
-        /// The pause between attempts (jittered ±50%).
-        backoff: Duration,
-    },
-}
+pub use crate::sites::{LockSite, Policy, SITES};
+pub use linkme;
 
 /// Builds the key: `head` followed by the template's `format_args!`. A `Display` impl that
 /// fails gives `InvalidKey` instead of the panic `format!` would raise.
@@ -74,7 +41,7 @@ enum Ending<T> {
 
 /// Runs `body` under the lock for `on_conflict = "skip"` / `"retry"`.
 pub async fn run_skippable<R, F>(
-    spec: &'static LockSpec,
+    spec: &'static LockSite,
     key: Result<String, LockError>,
     body: F,
 ) -> R
@@ -98,7 +65,7 @@ where
 /// `tracing::error!` event and, when no tracing subscriber is installed, one line on
 /// stderr the first time it happens at this site, so that "the body did not run" is never
 /// silent for a program that has not set up tracing.
-fn report_dropped(spec: &'static LockSpec, error: &LockError) {
+fn report_dropped(spec: &'static LockSite, error: &LockError) {
     let what = match error {
         // Logged where it happened (`hold`); the body ran and was cancelled.
         LockError::Lost { .. } => "was cancelled when its lease was lost",
@@ -121,7 +88,7 @@ fn report_dropped(spec: &'static LockSpec, error: &LockError) {
 }
 
 /// Whether this is the first report for the site `spec` describes.
-fn first_report_at(spec: &'static LockSpec) -> bool {
+fn first_report_at(spec: &'static LockSite) -> bool {
     static REPORTED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
     let site = std::ptr::from_ref(spec) as usize;
     let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,7 +101,7 @@ fn first_report_at(spec: &'static LockSpec) -> bool {
 
 /// Runs `body` under the lock for `on_conflict = "error"` / `"wait"`.
 pub async fn run_fallible<R, F>(
-    spec: &'static LockSpec,
+    spec: &'static LockSite,
     key: Result<String, LockError>,
     body: F,
 ) -> R
@@ -154,7 +121,7 @@ where
 }
 
 async fn run<F: Future>(
-    spec: &'static LockSpec,
+    spec: &'static LockSite,
     key: Result<String, LockError>,
     body: F,
 ) -> Ending<F::Output> {
@@ -185,7 +152,7 @@ async fn run<F: Future>(
 }
 
 /// Takes the lock as the policy says: `Ok(None)` means skip.
-async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGuard>, LockError> {
+async fn take(locks: &Locks, spec: &LockSite, key: &str) -> Result<Option<LockGuard>, LockError> {
     let backend = locks.backend_name();
     let (ttl, min_hold) = (spec.ttl, spec.min_hold);
     let guard = match spec.policy {
@@ -255,7 +222,7 @@ async fn take(locks: &Locks, spec: &LockSpec, key: &str) -> Result<Option<LockGu
 }
 
 /// Runs the body while the lease holds; drops it and returns `Lost` when the lease ends.
-async fn hold<F: Future>(spec: &LockSpec, guard: LockGuard, body: F) -> Ending<F::Output> {
+async fn hold<F: Future>(spec: &LockSite, guard: LockGuard, body: F) -> Ending<F::Output> {
     let body = CURRENT.scope(guard.current(), body);
     let outcome = tokio::select! {
         // The keeper goes first: when the lease has ended, that wins over a body that
@@ -295,7 +262,7 @@ async fn hold<F: Future>(spec: &LockSpec, guard: LockGuard, body: F) -> Ending<F
 
 /// Completes, with the reason, when the lease ends: at the deadline without `renew`, when
 /// a renewal fails or does not answer in time, or when the backend reports the lease gone.
-async fn keep(guard: &LockGuard, spec: &LockSpec) -> String {
+async fn keep(guard: &LockGuard, spec: &LockSite) -> String {
     let backend_lost = guard.lease().backend_lost();
     tokio::pin!(backend_lost);
     let every = spec.ttl / 3;

@@ -21,6 +21,11 @@ fn named_map() -> &'static RwLock<HashMap<String, Locks>> {
 /// `backend = …` and by [`lock`]. Call it once at start-up; a second call is
 /// [`LockError::AlreadyConfigured`] and leaves the first in place.
 ///
+/// Before registering the backend it checks the lock sites that use it (see
+/// [`InitOptions::check`]): an option the backend cannot keep, or two sites whose keys
+/// collide with different options, is [`LockError::Misconfigured`] and nothing is
+/// registered.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), lockattr::LockError> {
@@ -30,13 +35,12 @@ fn named_map() -> &'static RwLock<HashMap<String, Locks>> {
 /// # }
 /// ```
 pub async fn init(url: &str) -> Result<Locks, LockError> {
-    let locks = connect(url).await?;
-    set_default(locks.clone()).map_err(|_| already(None))?;
-    Ok(locks)
+    init_with(url, InitOptions::new()).await
 }
 
 /// Connects to `url` and registers it as `name`, for `#[distributed_lock(backend = "name")]`.
-/// A second registration of the same name is [`LockError::AlreadyConfigured`].
+/// A second registration of the same name is [`LockError::AlreadyConfigured`]. Checks the
+/// sites that use `name` first, as [`init`] does.
 ///
 /// ```
 /// use lockattr::distributed_lock;
@@ -51,8 +55,72 @@ pub async fn init(url: &str) -> Result<Locks, LockError> {
 /// # }
 /// ```
 pub async fn init_named(name: &str, url: &str) -> Result<Locks, LockError> {
+    init_with(url, InitOptions::new().named(name)).await
+}
+
+/// What [`init_with`] registers `url` as, and whether it checks the lock sites first.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), lockattr::LockError> {
+/// use lockattr::InitOptions;
+///
+/// // The same as `lockattr::init_named("jobs", url)`, without the start-up check.
+/// lockattr::init_with("memory://jobs", InitOptions::new().named("jobs").check(false)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InitOptions {
+    name: Option<String>,
+    check: bool,
+}
+
+impl InitOptions {
+    /// The default backend, checked: what [`init`] does.
+    pub fn new() -> Self {
+        InitOptions {
+            name: None,
+            check: true,
+        }
+    }
+
+    /// Registers the backend as `name` (for `backend = "name"`) instead of as the default.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Whether to check, before registering, the lock sites that use this backend: that
+    /// it can keep their options (`min_hold`, `renew`) and that no two of them can take
+    /// the same key with different ttls or policies. On by default. Whether every site's
+    /// backend is configured at all is for [`check`](crate::check) to say, once all are.
+    pub fn check(mut self, check: bool) -> Self {
+        self.check = check;
+        self
+    }
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Connects to `url` and registers it as `options` say: [`init`] and [`init_named`] with
+/// the start-up check optional.
+pub async fn init_with(url: &str, options: InitOptions) -> Result<Locks, LockError> {
     let locks = connect(url).await?;
-    set_named(name, locks.clone()).map_err(|_| already(Some(name)))?;
+    let name = options.name.as_deref();
+    if options.check {
+        crate::sites::check_backend(name, &locks)?;
+    }
+    match name {
+        None => set_default(locks.clone()),
+        Some(name) => set_named(name, locks.clone()),
+    }
+    .map_err(|_| already(name))?;
     Ok(locks)
 }
 

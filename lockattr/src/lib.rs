@@ -21,6 +21,8 @@
 //! - [`connect`] and [`Locks`]: a handle without globals; [`lock`] on the default one;
 //!   [`LockGuard`]: a held lock with its fencing [`token`](LockGuard::token).
 //! - [`current`]: the lock held by the running annotated body.
+//! - [`sites`] and [`check`]: every lock site in the program, checked against the configured
+//!   backends at start-up ([`init`] checks the sites of the backend it configures).
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
 //!
 //! Backends are cargo features. The default build has `memory://` (one process) and

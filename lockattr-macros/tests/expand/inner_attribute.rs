@@ -1,13 +1,18 @@
 ///outer
 async fn quiet() -> Result<(), LockError> {
     #![allow(unused)]
-    static __LOCKATTR_SPEC: ::lockattr::__private::LockSpec = ::lockattr::__private::LockSpec {
+    #[::lockattr::__private::linkme::distributed_slice(::lockattr::__private::SITES)]
+    #[linkme(crate = ::lockattr::__private::linkme)]
+    static __LOCKATTR_SITE: ::lockattr::__private::LockSite = ::lockattr::__private::LockSite {
         template: "quiet",
         ttl: ::core::time::Duration::from_millis(30000u64),
         policy: ::lockattr::__private::Policy::Error,
         min_hold: ::core::time::Duration::from_millis(0u64),
         renew: false,
         backend: ::core::option::Option::None,
+        function: ::core::concat!(::core::module_path!(), "::", "quiet"),
+        file: ::core::file!(),
+        line: ::core::line!(),
     };
     let __lockattr_key = ::lockattr::__private::build_key(
         "quiet",
@@ -15,7 +20,7 @@ async fn quiet() -> Result<(), LockError> {
         ::core::format_args!(r"uiet"),
     );
     ::lockattr::__private::run_fallible(
-            &__LOCKATTR_SPEC,
+            &__LOCKATTR_SITE,
             __lockattr_key,
             async move {
                 #[allow(

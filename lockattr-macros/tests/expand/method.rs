@@ -1,5 +1,7 @@
 pub async fn run(&self, job: &Job, job_id: u64) -> Option<u32> {
-    static __LOCKATTR_SPEC: my_lockattr::__private::LockSpec = my_lockattr::__private::LockSpec {
+    #[my_lockattr::__private::linkme::distributed_slice(my_lockattr::__private::SITES)]
+    #[linkme(crate = my_lockattr::__private::linkme)]
+    static __LOCKATTR_SITE: my_lockattr::__private::LockSite = my_lockattr::__private::LockSite {
         template: "shard:<self.shard>/<job.id>/<job_id>",
         ttl: ::core::time::Duration::from_millis(60000u64),
         policy: my_lockattr::__private::Policy::Retry {
@@ -9,6 +11,9 @@ pub async fn run(&self, job: &Job, job_id: u64) -> Option<u32> {
         min_hold: ::core::time::Duration::from_millis(10000u64),
         renew: true,
         backend: ::core::option::Option::Some("pg"),
+        function: ::core::concat!(::core::module_path!(), "::", "run"),
+        file: ::core::file!(),
+        line: ::core::line!(),
     };
     let __lockattr_key = {
         let (self_shard, job_id, _ob_id) = (
@@ -23,7 +28,7 @@ pub async fn run(&self, job: &Job, job_id: u64) -> Option<u32> {
         )
     };
     my_lockattr::__private::run_skippable(
-            &__LOCKATTR_SPEC,
+            &__LOCKATTR_SITE,
             __lockattr_key,
             async move {
                 #[allow(

@@ -1,11 +1,16 @@
 async fn flush(tenant: &str) -> Result<(), AppError> {
-    static __LOCKATTR_SPEC: ::lockattr::__private::LockSpec = ::lockattr::__private::LockSpec {
+    #[::lockattr::__private::linkme::distributed_slice(::lockattr::__private::SITES)]
+    #[linkme(crate = ::lockattr::__private::linkme)]
+    static __LOCKATTR_SITE: ::lockattr::__private::LockSite = ::lockattr::__private::LockSite {
         template: "flush:<tenant>",
         ttl: ::core::time::Duration::from_millis(30000u64),
         policy: ::lockattr::__private::Policy::Skip,
         min_hold: ::core::time::Duration::from_millis(0u64),
         renew: false,
         backend: ::core::option::Option::None,
+        function: ::core::concat!(::core::module_path!(), "::", "flush"),
+        file: ::core::file!(),
+        line: ::core::line!(),
     };
     let __lockattr_key = {
         let (tenant,) = (::lockattr::__private::KeyValue(&tenant),);
@@ -16,7 +21,7 @@ async fn flush(tenant: &str) -> Result<(), AppError> {
         )
     };
     ::lockattr::__private::run_skippable(
-            &__LOCKATTR_SPEC,
+            &__LOCKATTR_SITE,
             __lockattr_key,
             async move {
                 #[allow(
