@@ -377,6 +377,26 @@ mod tests {
     }
 
     #[test]
+    fn expands_keys_from_destructured_parameters() {
+        let out = expand_str(
+            quote!(
+                key = "job:<id>/<tenant>",
+                ttl = "30s",
+                on_conflict = "error"
+            ),
+            quote!(
+                async fn handle(
+                    Path(id): Path<u64>,
+                    Json(Job { tenant, .. }): Json<Job>,
+                ) -> Result<String, LockError> {
+                    Ok(format!("{id}{tenant}"))
+                }
+            ),
+        );
+        expect_test::expect_file!["../tests/expand/destructured.rs"].assert_eq(&out);
+    }
+
+    #[test]
     fn puts_inner_attributes_back_in_the_body() {
         let out = expand_str(
             quote!(key = "quiet", ttl = "30s", on_conflict = "error"),

@@ -44,7 +44,9 @@ use proc_macro::TokenStream;
 ///
 /// - **`key`** (string, required): static text of `A-Z a-z 0-9 . _ : / -` plus
 ///   placeholders `<param>`, `<param.field.sub>`, `<param.0>` or `<self.field>`, each
-///   naming a parameter whose value implements `Display`. Values are escaped (bytes
+///   naming a parameter whose value implements `Display`, or a name bound inside a
+///   destructured parameter (`<id>` for `Path(id): Path<u64>`, for
+///   `Json(Job { id, .. }): Json<Job>` or for `(id, n): (u64, u32)`). Values are escaped (bytes
 ///   outside `[A-Za-z0-9._-]` become `%XX`), and two placeholders need a `:` or `/`
 ///   between them, so different arguments always give different keys.
 ///   `key = "import:<job.id>/<day>"`

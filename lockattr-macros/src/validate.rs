@@ -156,23 +156,48 @@ fn policy(conflict: &Spanned<Conflict>, args: &Args, errors: &mut Errors) -> Opt
     }
 }
 
-/// The names a placeholder may start with: `self` and the plain identifier parameters.
+/// The names a placeholder may start with: `self`, the plain identifier parameters, and
+/// the names bound inside destructured ones (`id` in `Path(id): Path<u64>`, `id` in
+/// `Json(Job { id, .. }): Json<Job>`, `a` and `b` in `(a, b): (u32, u32)`). Each is a
+/// local of the function, in scope where the key is built.
 fn parameter_names(func: &ItemFn) -> Vec<String> {
-    func.sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Receiver(_) => Some("self".to_owned()),
-            FnArg::Typed(t) => match &*t.pat {
-                Pat::Ident(p) => Some(p.ident.unraw().to_string()),
-                _ => None,
-            },
-        })
-        .collect()
+    let mut names = Vec::new();
+    for input in &func.sig.inputs {
+        match input {
+            FnArg::Receiver(_) => names.push("self".to_owned()),
+            FnArg::Typed(t) => bindings(&t.pat, &mut names),
+        }
+    }
+    names
+}
+
+/// Pushes the names `pat` binds, in the order written.
+fn bindings(pat: &Pat, names: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(p) => {
+            names.push(p.ident.unraw().to_string());
+            if let Some((_, sub)) = &p.subpat {
+                bindings(sub, names);
+            }
+        }
+        Pat::Tuple(t) => t.elems.iter().for_each(|p| bindings(p, names)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| bindings(p, names)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| bindings(&f.pat, names)),
+        Pat::Slice(s) => s.elems.iter().for_each(|p| bindings(p, names)),
+        Pat::Reference(r) => bindings(&r.pat, names),
+        Pat::Paren(p) => bindings(&p.pat, names),
+        Pat::Type(t) => bindings(&t.pat, names),
+        // Or-patterns bind the same names in each case.
+        Pat::Or(o) => o.cases.iter().take(1).for_each(|p| bindings(p, names)),
+        _ => {}
+    }
 }
 
 fn check_placeholders(key: &LitStr, template: &Template, func: &ItemFn, errors: &mut Errors) {
     let params = parameter_names(func);
+    let destructured = func.sig.inputs.iter().any(|input| {
+        matches!(input, FnArg::Typed(t) if !matches!(&*t.pat, Pat::Ident(p) if p.subpat.is_none()))
+    });
     let refs: Vec<&str> = params.iter().map(String::as_str).collect();
     for segment in &template.segments {
         let Segment::Placeholder(p) = segment else {
@@ -190,15 +215,49 @@ fn check_placeholders(key: &LitStr, template: &Template, func: &ItemFn, errors: 
                 func.sig.ident
             )
         } else {
-            format!("the parameters are {}", crate::args::list(&refs))
+            let what = if destructured {
+                "the parameters and the names bound in them are"
+            } else {
+                "the parameters are"
+            };
+            format!("{what} {}", crate::args::list(&refs))
         };
         errors.push(syn::Error::new(
             key.span(),
             format!(
-                "placeholder `<{}>` names no parameter of `{}`; {hint}{known} (a destructured parameter needs a name to be used in the key)",
+                "placeholder `<{}>` at position {} of the key names no parameter of `{}`; {hint}{known}",
                 p.dotted(),
+                p.start,
                 func.sig.ident
             ),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_parameters_and_their_bindings() {
+        let func: ItemFn = syn::parse_quote! {
+            async fn f(
+                &self,
+                plain: u32,
+                Path(id): Path<u64>,
+                Json(Job { id: job_id, ref tenant, .. }): Json<Job>,
+                (a, mut b): (u32, u32),
+                &[first, _]: &[u8; 2],
+                whole @ Wrap(inner): Wrap,
+                r#type: u8,
+            ) {}
+        };
+        assert_eq!(
+            parameter_names(&func),
+            [
+                "self", "plain", "id", "job_id", "tenant", "a", "b", "first", "whole", "inner",
+                "type"
+            ]
+        );
     }
 }

@@ -1,0 +1,50 @@
+async fn handle(
+    Path(id): Path<u64>,
+    Json(Job { tenant, .. }): Json<Job>,
+) -> Result<String, LockError> {
+    #[::lockattr::__private::linkme::distributed_slice(::lockattr::__private::SITES)]
+    #[linkme(crate = ::lockattr::__private::linkme)]
+    static __LOCKATTR_SITE: ::lockattr::__private::LockSite = ::lockattr::__private::LockSite {
+        template: "job:<id>/<tenant>",
+        ttl: ::core::time::Duration::from_millis(30000u64),
+        policy: ::lockattr::__private::Policy::Error,
+        min_hold: ::core::time::Duration::from_millis(0u64),
+        renew: false,
+        backend: ::core::option::Option::None,
+        function: ::core::concat!(::core::module_path!(), "::", "handle"),
+        file: ::core::file!(),
+        line: ::core::line!(),
+    };
+    let __lockattr_key = {
+        let (id, tenant) = (
+            ::lockattr::__private::KeyValue(&id),
+            ::lockattr::__private::KeyValue(&tenant),
+        );
+        ::lockattr::__private::build_key(
+            "job:<id>/<tenant>",
+            "j",
+            ::core::format_args!(r"ob:{id}/{tenant}"),
+        )
+    };
+    ::lockattr::__private::run_fallible(
+            &__LOCKATTR_SITE,
+            __lockattr_key,
+            async move {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::let_unit_value,
+                    clippy::unreachable,
+                    clippy::empty_loop,
+                    clippy::needless_return
+                )]
+                if false {
+                    let __lockattr_return: Result<String, LockError> = loop {};
+                    return __lockattr_return;
+                }
+                Ok(format!("{id}{tenant}"))
+            },
+        )
+        .await
+}
