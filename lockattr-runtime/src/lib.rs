@@ -19,6 +19,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+mod axum;
 pub mod backend;
 mod builder;
 mod error;
