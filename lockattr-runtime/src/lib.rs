@@ -29,6 +29,7 @@ mod handle;
 pub mod key;
 mod lease;
 mod locked_call;
+mod metrics;
 mod outcome;
 mod registry;
 mod sites;

@@ -4,11 +4,12 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::LockError;
 use crate::guard::{LockGuard, CURRENT};
 use crate::handle::Locks;
+use crate::metrics::{self, Count};
 use crate::outcome::{Fallible, Skippable};
 use crate::registry::configured;
 
@@ -61,18 +62,14 @@ where
     }
 }
 
-/// Reports a failure that the return type cannot carry (`()`, `Option<T>`): a
-/// `tracing::error!` event and, when no tracing subscriber is installed, one line on
-/// stderr the first time it happens at this site, so that "the body did not run" is never
-/// silent for a program that has not set up tracing.
+/// Reports a failure that the return type cannot carry (`()`, `Option<T>`) when no
+/// tracing subscriber is installed: one line on stderr the first time it happens at this
+/// site, so that "the body did not run" is never silent for a program that has not set up
+/// tracing. With a subscriber, the event [`run`] logged is the report.
 fn report_dropped(spec: &'static LockSite, error: &LockError) {
     let what = match error {
-        // Logged where it happened (`hold`); the body ran and was cancelled.
         LockError::Lost { .. } => "was cancelled when its lease was lost",
-        _ => {
-            tracing::error!(template = spec.template, error = %error, "the lock could not be taken, so the body did not run (fail closed)");
-            "did not run"
-        }
+        _ => "did not run",
     };
     let no_subscriber =
         tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
@@ -120,109 +117,203 @@ where
     }
 }
 
+/// One locked call as its events and metrics name it. Each fact about the call is one
+/// method here, which logs its one event, with `function`, `template`, `key` and
+/// `backend`, and moves its metric ([`crate::metrics`]).
+struct Call<'a> {
+    site: &'static LockSite,
+    key: &'a str,
+    backend: &'a str,
+}
+
+/// A `tracing` event at `$level` with the fields every event of a [`Call`] carries.
+macro_rules! event {
+    ($level:ident, $call:expr, $($rest:tt)+) => {
+        tracing::$level!(
+            function = $call.site.function,
+            template = $call.site.template,
+            key = $call.key,
+            backend = $call.backend,
+            $($rest)+
+        )
+    };
+}
+
+impl Call<'_> {
+    fn acquired(&self, token: u64, waited: Duration) {
+        event!(debug, self, token, ?waited, "lock acquired");
+        metrics::count(Count::Acquired, self.site, self.backend);
+        metrics::waited(self.site, self.backend, waited);
+    }
+
+    fn retrying(&self, attempt: u32) {
+        event!(debug, self, attempt, "lock held elsewhere, retrying");
+    }
+
+    fn skipped(&self, reason: &'static str) {
+        event!(info, self, reason, "lock not taken, call skipped");
+        metrics::count(Count::Skipped, self.site, self.backend);
+    }
+
+    fn conflict(&self) {
+        event!(info, self, "lock held elsewhere, call refused (conflict)");
+        metrics::count(Count::Conflict, self.site, self.backend);
+    }
+
+    fn timed_out(&self, waited: Duration) {
+        event!(info, self, ?waited, "lock wait timed out");
+        metrics::count(Count::Timeout, self.site, self.backend);
+    }
+
+    fn fail_closed(&self, error: &LockError) {
+        event!(error, self, error = %error, "the lock could not be taken, so the body did not run (fail closed)");
+        metrics::count(Count::Error, self.site, self.backend);
+    }
+
+    fn lost(&self, reason: &str, held: Duration) {
+        event!(warn, self, reason, ?held, "lock lost while the body ran");
+        metrics::count(Count::Lost, self.site, self.backend);
+        metrics::held(self.site, self.backend, held);
+    }
+
+    fn released(&self, token: u64, held: Duration) {
+        event!(debug, self, token, ?held, "lock released");
+        metrics::held(self.site, self.backend, held);
+    }
+
+    fn release_failed(&self, error: &LockError, held: Duration) {
+        event!(warn, self, error = %error, ?held, "releasing the lock failed; it frees itself at its ttl");
+        metrics::held(self.site, self.backend, held);
+    }
+}
+
 async fn run<F: Future>(
     spec: &'static LockSite,
     key: Result<String, LockError>,
     body: F,
 ) -> Ending<F::Output> {
+    let started = Instant::now();
+    let failed = |call: Call<'_>, e: LockError| {
+        call.fail_closed(&e);
+        Ending::Failed(e)
+    };
     let locks = match configured(spec.backend) {
         Ok(locks) => locks,
-        Err(e) => return Ending::Failed(e),
+        Err(e) => {
+            let key = key.as_deref().unwrap_or(spec.template);
+            let backend = spec.backend.unwrap_or("(default)");
+            return failed(
+                Call {
+                    site: spec,
+                    key,
+                    backend,
+                },
+                e,
+            );
+        }
     };
+    let backend = locks.backend_name();
     let key = match key {
         Ok(key) => key,
-        Err(LockError::InvalidKey { key, reason, .. }) => {
-            return Ending::Failed(LockError::InvalidKey {
-                key,
-                backend: locks.backend_name().to_owned(),
-                reason,
-            })
+        Err(e) => {
+            let e = match e {
+                LockError::InvalidKey { key, reason, .. } => LockError::InvalidKey {
+                    key,
+                    backend: backend.to_owned(),
+                    reason,
+                },
+                e => e,
+            };
+            let call = Call {
+                site: spec,
+                key: spec.template,
+                backend,
+            };
+            return failed(call, e);
         }
-        Err(e) => return Ending::Failed(e),
+    };
+    let call = Call {
+        site: spec,
+        key: &key,
+        backend,
     };
     if let Err(e) = locks.check(&key, spec.ttl, spec.min_hold, spec.renew) {
-        return Ending::Failed(e);
+        return failed(call, e);
     }
-    let guard = match take(&locks, spec, &key).await {
+    let guard = match take(&locks, &call).await {
         Ok(Some(guard)) => guard,
         Ok(None) => return Ending::Skipped,
         Err(e) => return Ending::Failed(e),
     };
-    hold(spec, guard, body).await
+    call.acquired(guard.token(), started.elapsed());
+    hold(&call, guard, body).await
 }
 
-/// Takes the lock as the policy says: `Ok(None)` means skip.
-async fn take(locks: &Locks, spec: &LockSite, key: &str) -> Result<Option<LockGuard>, LockError> {
-    let backend = locks.backend_name();
+/// Takes the lock as the policy says: `Ok(None)` means skip. Logs every outcome but the
+/// acquisition.
+async fn take(locks: &Locks, call: &Call<'_>) -> Result<Option<LockGuard>, LockError> {
+    let (spec, key, backend) = (call.site, call.key, call.backend);
     let (ttl, min_hold) = (spec.ttl, spec.min_hold);
-    let guard = match spec.policy {
-        Policy::Skip => locks
-            .acquire(key, ttl, min_hold, None)
-            .await?
-            .map(LockGuard::new),
-        Policy::Error => match locks
-            .acquire(key, ttl, min_hold, None)
-            .await?
-            .map(LockGuard::new)
-        {
-            Some(guard) => Some(guard),
-            None => {
-                tracing::debug!(key, backend, "lock conflict");
-                return Err(LockError::Conflict {
-                    key: key.to_owned(),
-                    backend: backend.to_owned(),
-                });
-            }
-        },
-        Policy::Wait(wait) => {
-            let started = Instant::now();
-            match locks
-                .acquire(key, ttl, min_hold, Some(wait))
-                .await?
-                .map(LockGuard::new)
-            {
-                Some(guard) => {
-                    tracing::debug!(key, backend, waited = ?started.elapsed(), "lock acquired after waiting");
-                    Some(guard)
-                }
-                None => {
-                    tracing::debug!(key, backend, ?wait, "lock wait timed out");
-                    return Err(LockError::Timeout {
-                        key: key.to_owned(),
-                        backend: backend.to_owned(),
-                        waited: wait,
-                    });
-                }
-            }
-        }
-        Policy::Retry { retries, backoff } => {
-            let mut attempt = 0;
-            loop {
-                if let Some(guard) = locks
-                    .acquire(key, ttl, min_hold, None)
-                    .await?
-                    .map(LockGuard::new)
-                {
-                    break Some(guard);
-                }
-                if attempt == retries {
-                    break None;
-                }
-                attempt += 1;
-                tracing::debug!(key, backend, attempt, "lock taken, retrying");
-                tokio::time::sleep(crate::backend::wait::jitter(backoff)).await;
+    let acquire = |wait| async move {
+        match locks.acquire(key, ttl, min_hold, wait).await {
+            Ok(lease) => Ok(lease.map(LockGuard::new)),
+            Err(e) => {
+                call.fail_closed(&e);
+                Err(e)
             }
         }
     };
-    match &guard {
-        Some(g) => tracing::debug!(key, backend, token = g.token(), "lock acquired"),
-        None => tracing::debug!(key, backend, "lock held elsewhere, skipped"),
+    match spec.policy {
+        Policy::Skip => {
+            let guard = acquire(None).await?;
+            if guard.is_none() {
+                call.skipped("held elsewhere");
+            }
+            Ok(guard)
+        }
+        Policy::Error => match acquire(None).await? {
+            Some(guard) => Ok(Some(guard)),
+            None => {
+                call.conflict();
+                Err(LockError::Conflict {
+                    key: key.to_owned(),
+                    backend: backend.to_owned(),
+                })
+            }
+        },
+        Policy::Wait(wait) => match acquire(Some(wait)).await? {
+            Some(guard) => Ok(Some(guard)),
+            None => {
+                call.timed_out(wait);
+                Err(LockError::Timeout {
+                    key: key.to_owned(),
+                    backend: backend.to_owned(),
+                    waited: wait,
+                })
+            }
+        },
+        Policy::Retry { retries, backoff } => {
+            let mut attempt = 0;
+            loop {
+                if let Some(guard) = acquire(None).await? {
+                    return Ok(Some(guard));
+                }
+                if attempt == retries {
+                    call.skipped("retries ran out");
+                    return Ok(None);
+                }
+                attempt += 1;
+                call.retrying(attempt);
+                tokio::time::sleep(crate::backend::wait::jitter(backoff)).await;
+            }
+        }
     }
-    Ok(guard)
 }
 
 /// Runs the body while the lease holds; drops it and returns `Lost` when the lease ends.
-async fn hold<F: Future>(spec: &LockSite, guard: LockGuard, body: F) -> Ending<F::Output> {
+async fn hold<F: Future>(call: &Call<'_>, guard: LockGuard, body: F) -> Ending<F::Output> {
+    let acquired = Instant::now();
+    let spec = call.site;
     let body = CURRENT.scope(guard.current(), body);
     let outcome = tokio::select! {
         // The keeper goes first: when the lease has ended, that wins over a body that
@@ -232,31 +323,34 @@ async fn hold<F: Future>(spec: &LockSite, guard: LockGuard, body: F) -> Ending<F
         out = body => Ok(out),
     };
     let lost = |reason: String| {
-        tracing::warn!(key = guard.key(), backend = guard.locks().backend_name(), %reason, "lock lost while the body ran");
-        LockError::Lost {
-            key: guard.key().to_owned(),
-            backend: guard.locks().backend_name().to_owned(),
+        call.lost(&reason, acquired.elapsed());
+        Ending::Failed(LockError::Lost {
+            key: call.key.to_owned(),
+            backend: call.backend.to_owned(),
             reason,
-        }
+        })
     };
     match outcome {
-        Err(reason) => Ending::Failed(lost(reason)),
-        Ok(_) if !guard.is_held() => Ending::Failed(lost(
+        Err(reason) => lost(reason),
+        Ok(_) if !guard.is_held() => lost(
             "the lease expired before the body finished; raise the ttl or set `renew = true`"
                 .into(),
-        )),
-        Ok(out) => match guard.release().await {
-            Ok(()) => Ending::Ran(out),
-            Err(e @ LockError::Lost { .. }) => {
-                tracing::warn!(error = %e, "lock lost while the body ran");
-                Ending::Failed(e)
+        ),
+        Ok(out) => {
+            let token = guard.token();
+            match guard.release().await {
+                Ok(()) => {
+                    call.released(token, acquired.elapsed());
+                    Ending::Ran(out)
+                }
+                Err(LockError::Lost { reason, .. }) => lost(reason),
+                Err(e) => {
+                    // The body did run under the lock; the lease frees itself at its ttl.
+                    call.release_failed(&e, acquired.elapsed());
+                    Ending::Ran(out)
+                }
             }
-            Err(e) => {
-                // The body did run under the lock; the lease frees itself at its ttl.
-                tracing::error!(error = %e, "releasing the lock failed; it frees itself at its ttl");
-                Ending::Ran(out)
-            }
-        },
+        }
     }
 }
 
