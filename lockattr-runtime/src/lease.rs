@@ -146,7 +146,8 @@ impl Lease {
         if !held {
             return Err(self.lost("the lease had ended before it was released"));
         }
-        tracing::debug!(
+        // TRACE: under the attribute, the call's own DEBUG event reports the release.
+        tracing::trace!(
             key = self.key(),
             backend = self.backend_name(),
             token = self.fence,
