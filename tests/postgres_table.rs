@@ -11,6 +11,7 @@
 mod suite;
 mod table_support;
 
+use lockattr_tests::as_postgres;
 use lockattr_tests::{postgres_url, with_param};
 use sqlx::Connection;
 use suite::{block_on, take, unique};
@@ -103,38 +104,6 @@ fn unreachable_database_is_a_backend_error() {
     block_on(table_support::unreachable_database_is_a_backend_error(
         "postgres://postgres:hunter2@127.0.0.1:1/test?mode=table",
     ));
-}
-
-/// Runs `program args` as the `postgres` user when this process is root (the PostgreSQL
-/// server refuses to run as root), else as this user.
-fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|d| d.filter_map(Result::ok).map(|e| e.path()).max())
-        .map(|v| v.join("bin").join(program))
-        .unwrap_or_else(|| program.into());
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
-    let mut cmd = if root {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&bin);
-        c
-    } else {
-        std::process::Command::new(&bin)
-    };
-    let out = cmd
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A private PostgreSQL server (its own folder and port), restarted for real during a

@@ -13,7 +13,7 @@ pub const MYSQL_URL_ENV: &str = "LOCKATTR_TEST_MYSQL_URL";
 
 mod private_postgres;
 
-pub use private_postgres::PrivatePostgres;
+pub use private_postgres::{as_postgres, PrivatePostgres};
 
 fn from_env(var: &str, default: &str) -> String {
     std::env::var(var)

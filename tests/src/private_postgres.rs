@@ -14,7 +14,7 @@ pub struct PrivatePostgres {
 
 /// Runs `program args` as the `postgres` user when this process is root (the server
 /// refuses to run as root), else as this user; panics naming the program if it fails.
-fn as_postgres(program: &str, args: &[&str]) -> Output {
+pub fn as_postgres(program: &str, args: &[&str]) -> Output {
     // The newest installed version's tools, else those on the PATH.
     let bin = std::fs::read_dir("/usr/lib/postgresql")
         .ok()

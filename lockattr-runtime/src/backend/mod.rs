@@ -24,6 +24,21 @@ pub use session::postgres;
 pub mod table;
 pub(crate) mod wait;
 
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
+mod format;
+#[cfg(any(
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql"
+))]
+pub(crate) use format::{format_refused, FORMAT};
+
 /// The query parameters sqlx's PostgreSQL driver reads: passed on to it by the session and
 /// lease-table backends.
 #[cfg(feature = "postgres")]
@@ -152,43 +167,6 @@ async fn open_session_postgres(url: &BackendUrl) -> Result<Box<dyn Backend>, Loc
 #[cfg(feature = "mysql")]
 async fn open_session_mysql(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError> {
     Ok(Box::new(session::mysql::open(url).await?))
-}
-
-/// The storage format this build speaks: the names, values, scripts and sequences a
-/// backend keeps on its server. Every backend records it there when it first sets up
-/// (where it keeps it is in the backend's docs) and, when it opens, refuses a server set
-/// up by a newer format with [`format_refused`]: two library versions that disagree about
-/// the format never share keys silently (`docs/design.md`, "Mixed versions").
-#[cfg_attr(
-    not(any(
-        feature = "redis",
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql"
-    )),
-    allow(dead_code)
-)]
-pub(crate) const FORMAT: u32 = 1;
-
-/// The error for a backend whose server holds format marker `found` (> [`FORMAT`]).
-#[cfg_attr(
-    not(any(
-        feature = "redis",
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql"
-    )),
-    allow(dead_code)
-)]
-pub(crate) fn format_refused(url: &BackendUrl, place: &str, found: u32) -> LockError {
-    LockError::backend(
-        &url.redacted,
-        None,
-        format!(
-            "{place} was set up by a newer lockattr (storage format {found}); this build speaks \
-             format {FORMAT}: upgrade lockattr in every process that shares this backend"
-        ),
-    )
 }
 
 /// A boxed, `Send` future: the return type of the [`Backend`] methods, so that the trait
