@@ -298,7 +298,7 @@ fn a_newer_storage_format_is_refused() {
 /// give a fencing block out twice. The default says nothing.
 #[test]
 fn asynchronous_commit_is_warned_about() {
-    let (locks, logged) = session::with_logs(lockattr::connect(&with_param(
+    let (locks, logged) = lockattr_tests::with_logs(lockattr::connect(&with_param(
         &postgres_url(),
         "options=-c%20synchronous_commit%3Doff",
     )));
@@ -307,7 +307,7 @@ fn asynchronous_commit_is_warned_about() {
         logged.contains("WARN") && logged.contains("synchronous_commit") && logged.contains("2^20"),
         "{logged}"
     );
-    let (locks, logged) = session::with_logs(lockattr::connect(&postgres_url()));
+    let (locks, logged) = lockattr_tests::with_logs(lockattr::connect(&postgres_url()));
     locks.expect("connects");
     assert!(!logged.contains("synchronous_commit"), "{logged}");
 }

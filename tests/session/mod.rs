@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lockattr_tests::with_param;
+use lockattr_tests::{with_logs, with_param};
 
 use lockattr::{distributed_lock, LockError, Locks};
 
@@ -438,48 +438,6 @@ pub async fn connect_to_a_black_hole_times_out(url: &str) {
     assert!(matches!(e, LockError::Backend { .. }), "{msg}");
     assert!(msg.contains("`connect_timeout_ms=300`"), "{msg}");
     assert!(took < Duration::from_secs(30), "took {took:?}: {msg}");
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `work` on a one-thread runtime of its own (so that every task it spawns logs to
-/// this thread's subscriber) with every `tracing` event, at every level, written to a
-/// buffer: its output and the text logged.
-pub fn with_logs<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
-    let buffer = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let buffer = buffer.clone();
-            move || buffer.clone()
-        })
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let out = runtime.block_on(work);
-        // Let what the attempt left running log too.
-        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
-        out
-    });
-    let logged = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
-    (out, logged)
 }
 
 /// `connect` to `url`, whose server refuses its password `password`, fails with an error

@@ -132,3 +132,46 @@ impl StallingProxy {
             .store(stalled, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Runs `work` to completion on a one-thread runtime of its own (so that every task it
+/// spawns logs through this thread's subscriber), with every `tracing` event of every
+/// level written, without colours, to a buffer; then lets what it left running log for
+/// 100 ms more. Returns `work`'s output and the text logged.
+pub fn with_logs<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        })
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let out = runtime.block_on(work);
+        runtime.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(100)).await });
+        out
+    });
+    let logged = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (out, logged)
+}

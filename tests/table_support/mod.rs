@@ -349,47 +349,6 @@ pub async fn blocked_statement_gives_up_after_timeout<Held, Holding>(
     assert!(taken.is_some(), "{url}: the key stayed taken past its ttl");
 }
 
-/// Runs `f` to completion on a runtime of its own on this thread, with every tracing event
-/// of every level written to a buffer: returns `f`'s output and the text logged meanwhile.
-pub fn logged<F: Future>(f: F) -> (F::Output, String) {
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::util::SubscriberInitExt;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // One thread: the tasks `f` spawns log through this thread's subscriber too.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let output = {
-        let _logging = subscriber.set_default();
-        let output = runtime.block_on(f);
-        drop(runtime);
-        output
-    };
-    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
-    (output, text)
-}
-
 /// `url` (`scheme://user@host…`, as the test URLs are written) with `password` added to
 /// its user.
 pub fn with_password(url: &str, password: &str) -> String {
@@ -403,7 +362,7 @@ pub fn with_password(url: &str, password: &str) -> String {
 /// backend, and neither its `Display`, its `Debug`, nor any log line written during the
 /// attempt (every level) contains the password.
 pub fn refused_login_never_shows_the_password(url: &str, password: &str) {
-    let (result, logs) = logged(lockattr::connect(url));
+    let (result, logs) = lockattr_tests::with_logs(lockattr::connect(url));
     let e = result.expect_err("the server accepted a wrong password");
     assert!(matches!(e, LockError::Backend { .. }), "{e}");
     let (shown, debug) = (e.to_string(), format!("{e:?}"));
