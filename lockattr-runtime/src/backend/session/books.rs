@@ -73,6 +73,23 @@ pub(super) struct Session<D: SessionSql> {
     pub(super) changed: Notify,
 }
 
+impl<D: SessionSql> Session<D> {
+    /// The session's connection, held for one statement; `None` once the session is
+    /// closed. Every statement reaches the connection through here: a session closed while
+    /// its connection was in use (its kill could not take the connection then) loses the
+    /// connection at the next use, so the server frees its locks at once and nothing runs
+    /// on a closed session.
+    pub(super) async fn connection(
+        &self,
+    ) -> tokio::sync::MutexGuard<'_, Option<SessionConn<D::Conn>>> {
+        let mut slot = self.conn.lock().await;
+        if *self.dead.borrow() {
+            *slot = None;
+        }
+        slot
+    }
+}
+
 /// An open session's connection and the timer that bounds its statements (see
 /// [`SessionOptions::statement`](super::SessionOptions::statement)).
 pub(super) struct SessionConn<C> {

@@ -137,7 +137,7 @@ async fn relax<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<
 /// Unlocks the session's expired leases, or sends a heartbeat if it has been idle.
 pub(super) async fn tend<D: SessionSql>(pool: &Arc<SessionPool<D>>, session: &Arc<Session<D>>) {
     let _using = UsingSession::new(session);
-    let mut conn = session.conn.lock().await;
+    let mut conn = session.connection().await;
     let Some(SessionConn { conn, timer }) = conn.as_mut() else {
         return;
     };

@@ -37,7 +37,7 @@ impl<D: SessionSql> SessionPool<D> {
         lock_key: &D::Key,
     ) -> Result<Option<(u64, bool)>, BoxError> {
         let _using = UsingSession::new(session);
-        let mut conn = session.conn.lock().await;
+        let mut conn = session.connection().await;
         let SessionConn { conn, timer } = conn.as_mut().ok_or_else(dead_session)?;
         let idle = {
             let books = self.books();
@@ -189,7 +189,7 @@ impl<D: SessionSql> SessionPool<D> {
         wait: Duration,
     ) -> Result<WaitOutcome, BoxError> {
         let _using = UsingSession::new(session);
-        let mut conn = session.conn.lock().await;
+        let mut conn = session.connection().await;
         let SessionConn { conn, timer } = conn.as_mut().ok_or_else(dead_session)?;
         if holds_key(&self.books(), session, req.key) {
             return Ok(WaitOutcome::SessionHoldsKey);
@@ -240,7 +240,7 @@ impl<D: SessionSql> SessionPool<D> {
         // is still to be given back.
         let unanswered = UnansweredStatement::new(self, &session, Undo::Unlock(key, &lock_key));
         let _using = UsingSession::new(&session);
-        let mut conn = session.conn.lock().await;
+        let mut conn = session.connection().await;
         let Some(SessionConn { conn, timer }) = conn.as_mut() else {
             unanswered.answered();
             return Ok(false);
@@ -299,15 +299,9 @@ impl<D: SessionSql> SessionPool<D> {
             pooled.session.clone()
         };
         let _using = UsingSession::new(&session);
-        let mut slot = session.conn.lock().await;
-        if *session.dead.borrow() {
-            // The session was closed while this waited for its connection (a statement on
-            // it did not answer in time): the server frees its locks when the connection
-            // goes, so nothing on it can be extended. Close it now rather than after one
-            // more statement.
-            *slot = None;
-            return Ok(false);
-        }
+        // A session closed while this waited for its connection (a statement on it did not
+        // answer in time) has none: its locks go with it, so nothing on it is extended.
+        let mut slot = session.connection().await;
         let Some(SessionConn { conn, timer }) = slot.as_mut() else {
             return Ok(false);
         };

@@ -74,7 +74,7 @@ impl<D: SessionSql> Drop for UnansweredStatement<'_, D> {
             format_args!("an abandoned statement about key `{key}` ({})", D::KIND),
             async move {
                 let result = {
-                    let mut conn = session.conn.lock().await;
+                    let mut conn = session.connection().await;
                     match conn.as_mut() {
                         Some(SessionConn { conn, timer }) => {
                             // A release given up before its unlock left its lease on
