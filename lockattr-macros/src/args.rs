@@ -18,6 +18,8 @@ pub const OPTIONS: &[&str] = &[
     "retries",
     "backoff",
     "min_hold",
+    "every",
+    "at",
     "renew",
     "backend",
     "crate",
@@ -53,6 +55,8 @@ pub struct Args {
     pub retries: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<Millis>>,
     pub min_hold: Option<Spanned<Millis>>,
+    pub every: Option<Spanned<Millis>>,
+    pub at: Option<Spanned<Millis>>,
     pub renew: Option<Spanned<bool>>,
     pub backend: Option<LitStr>,
     pub krate: Option<syn::Path>,
@@ -151,12 +155,18 @@ fn duration(lit: &Lit, option: &str) -> syn::Result<Spanned<Millis>> {
     })
 }
 
-/// `ms` if `option` may be that short: a `ttl` no shorter than [`MIN_TTL`], any other
-/// duration not zero.
+/// `ms` if `option` may be that short: a `ttl` or an `every` no shorter than
+/// [`MIN_TTL`], any other duration not zero.
 fn at_least_floor(option: &str, ms: Millis) -> Result<Millis, String> {
     if option == "ttl" && ms < MIN_TTL {
         return Err(format!(
             "a ttl must be at least {}; a shorter lease can run out before the backend's grant arrives, and a late grant is refused",
+            format_millis(MIN_TTL)
+        ));
+    }
+    if option == "every" && ms < MIN_TTL {
+        return Err(format!(
+            "a period must be at least {}",
             format_millis(MIN_TTL)
         ));
     }
@@ -220,6 +230,8 @@ impl Args {
             "wait" => self.wait = Some(duration(value, name)?),
             "backoff" => self.backoff = Some(duration(value, name)?),
             "min_hold" => self.min_hold = Some(duration(value, name)?),
+            "every" => self.every = Some(duration(value, name)?),
+            "at" => self.at = Some(duration(value, name)?),
             "on_conflict" => {
                 let s = expect_str(value, name, "\"skip\"")?;
                 let policy = match s.value().as_str() {

@@ -63,6 +63,13 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
     let template = lock.key.value();
     let ttl = lock.ttl;
     let min_hold = lock.min_hold;
+    let schedule = match lock.schedule {
+        Some((every, at)) => quote!(::core::option::Option::Some(
+            #private::Schedule::every(::core::time::Duration::from_millis(#every))
+                .at(::core::time::Duration::from_millis(#at))
+        )),
+        None => quote!(::core::option::Option::None),
+    };
     let renew = lock.renew;
     let policy = match lock.policy {
         Policy::Skip => quote!(#private::Policy::Skip),
@@ -136,6 +143,7 @@ pub fn expand(lock: &Lock, func: ItemFn) -> TokenStream {
                 policy: #policy,
                 min_hold: ::core::time::Duration::from_millis(#min_hold),
                 renew: #renew,
+                schedule: #schedule,
                 backend: #backend,
                 function: ::core::concat!(::core::module_path!(), "::", #fn_name),
                 file: ::core::file!(),
@@ -351,6 +359,25 @@ mod tests {
             ),
         );
         expect_test::expect_file!["../tests/expand/skip.rs"].assert_eq(&out);
+    }
+
+    #[test]
+    fn expands_a_scheduled_lock() {
+        let out = expand_str(
+            quote!(
+                key = "report",
+                ttl = "10m",
+                on_conflict = "skip",
+                every = "1h",
+                at = "30m"
+            ),
+            quote!(
+                async fn report() {
+                    build_report().await
+                }
+            ),
+        );
+        expect_test::expect_file!["../tests/expand/scheduled.rs"].assert_eq(&out);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Lock {
     pub ttl: Millis,
     pub policy: Policy,
     pub min_hold: Millis,
+    /// `every` and `at` (zero when not given).
+    pub schedule: Option<(Millis, Millis)>,
     pub renew: bool,
     pub backend: Option<String>,
     pub krate: syn::Path,
@@ -95,6 +97,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Lock> 
         .on_conflict
         .as_ref()
         .and_then(|c| policy(c, &args, errors));
+    let schedule = schedule(&args, errors);
 
     Some(Lock {
         key: args.key?,
@@ -102,10 +105,57 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Lock> 
         ttl: args.ttl?.value,
         policy: policy?,
         min_hold: args.min_hold.map_or(0, |m| m.value),
+        schedule: schedule?,
         renew: args.renew.is_some_and(|r| r.value),
         backend: args.backend.map(|b| b.value()),
         krate: args.krate.unwrap_or_else(|| syn::parse_quote!(::lockattr)),
     })
+}
+
+/// Checks `every` and `at` against the other options: `Some(None)` without a schedule,
+/// `None` after an error.
+fn schedule(args: &Args, errors: &mut Errors) -> Option<Option<(Millis, Millis)>> {
+    let Some(every) = &args.every else {
+        if let Some(at) = &args.at {
+            errors.push(syn::Error::new(
+                at.span,
+                "`at` places the periods of `every`: add `every = \"…\"`, or remove `at`",
+            ));
+            return None;
+        }
+        return Some(None);
+    };
+    let mut ok = true;
+    if let Some(c) = &args.on_conflict {
+        if c.value != Conflict::Skip {
+            errors.push(syn::Error::new(
+                c.span,
+                "with `every`, the instances' other ticks of a period that has had its run are \
+                 skipped: use `on_conflict = \"skip\"`",
+            ));
+            ok = false;
+        }
+    }
+    if let Some(min_hold) = &args.min_hold {
+        errors.push(syn::Error::new(
+            min_hold.span,
+            "`every` already keeps the key taken until the end of the period: remove `min_hold`",
+        ));
+        ok = false;
+    }
+    let at = args.at.as_ref().map_or(0, |at| at.value);
+    if let Some(at_arg) = args.at.as_ref().filter(|_| at >= every.value) {
+        errors.push(syn::Error::new(
+            at_arg.span,
+            format!(
+                "`at` ({}) must be shorter than the period `every` ({})",
+                format_millis(at),
+                format_millis(every.value)
+            ),
+        ));
+        ok = false;
+    }
+    ok.then_some(Some((every.value, at)))
 }
 
 /// Checks that `wait`, `retries` and `backoff` go with their policy.

@@ -5,6 +5,8 @@ use std::time::Duration;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::handle::Locks;
+use crate::lease::Hold;
+use crate::schedule::Schedule;
 
 /// The type state of a [`LockBuilder`] whose ttl is not set yet: it cannot take the lock.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +29,7 @@ pub struct LockBuilder<T = NoTtl> {
     key: String,
     ttl: T,
     min_hold: Duration,
+    schedule: Option<Schedule>,
 }
 
 impl<T> LockBuilder<T> {
@@ -34,6 +37,33 @@ impl<T> LockBuilder<T> {
     /// released sooner or the process exits. Must be shorter than the ttl.
     pub fn min_hold(mut self, min_hold: Duration) -> Self {
         self.min_hold = min_hold;
+        self
+    }
+
+    /// Takes the key for one run per period of `schedule`: once taken, the key stays taken
+    /// until the end of the period (by the backend's clock), even if the guard is released
+    /// sooner, so that the other instances' ticks of the same period find it taken. See
+    /// [`Schedule`] for how calls are placed in periods; the attribute's `every` option
+    /// does the same.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), lockattr::LockError> {
+    /// use std::time::Duration;
+    /// use lockattr::Schedule;
+    ///
+    /// let locks = lockattr::connect("memory://every-doc").await?;
+    /// let daily = Schedule::every(Duration::from_secs(24 * 3600));
+    /// let run = locks.lock("report").ttl(Duration::from_secs(30)).every(daily).try_acquire().await?;
+    /// run.expect("the first tick of the period runs").release().await?;
+    /// // Another instance's tick of the same day: the period has had its run.
+    /// let again = locks.lock("report").ttl(Duration::from_secs(30)).every(daily).try_acquire().await?;
+    /// assert!(again.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn every(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
         self
     }
 
@@ -50,6 +80,7 @@ impl LockBuilder<NoTtl> {
             key,
             ttl: NoTtl,
             min_hold: Duration::ZERO,
+            schedule: None,
         }
     }
 
@@ -60,15 +91,24 @@ impl LockBuilder<NoTtl> {
             key: self.key,
             ttl,
             min_hold: self.min_hold,
+            schedule: self.schedule,
         }
     }
 }
 
 impl LockBuilder<Duration> {
-    fn checked(&self) -> Result<&Locks, LockError> {
+    /// The handle once the options are checked, and how long the key stays taken.
+    async fn checked(&self) -> Result<(&Locks, Hold), LockError> {
         let locks = self.locks.as_ref().map_err(Clone::clone)?;
         locks.check(&self.key, self.ttl, self.min_hold, false)?;
-        Ok(locks)
+        let hold = match self.schedule {
+            Some(schedule) => {
+                locks.check_schedule(&self.key, schedule, self.min_hold)?;
+                locks.period_hold(&self.key, schedule).await?
+            }
+            None => Hold::For(self.min_hold),
+        };
+        Ok((locks, hold))
     }
 
     /// Takes the lock if it is free: `Ok(None)` if another holder has it.
@@ -77,21 +117,16 @@ impl LockBuilder<Duration> {
     /// slower than the ttl) is given back and reported as [`LockError::Backend`]: a guard
     /// is never handed out already expired. The same holds for [`acquire`](Self::acquire).
     pub async fn try_acquire(self) -> Result<Option<LockGuard>, LockError> {
-        let locks = self.checked()?;
-        let lease = locks
-            .acquire(&self.key, self.ttl, self.min_hold, None)
-            .await?;
+        let (locks, hold) = self.checked().await?;
+        let lease = locks.acquire(&self.key, self.ttl, hold, None).await?;
         Ok(lease.map(LockGuard::new))
     }
 
     /// Takes the lock, waiting up to `wait` for it (notified where the backend can
     /// notify, first come first served); [`LockError::Timeout`] if it stays taken.
     pub async fn acquire(self, wait: Duration) -> Result<LockGuard, LockError> {
-        let locks = self.checked()?;
-        match locks
-            .acquire(&self.key, self.ttl, self.min_hold, Some(wait))
-            .await?
-        {
+        let (locks, hold) = self.checked().await?;
+        match locks.acquire(&self.key, self.ttl, hold, Some(wait)).await? {
             Some(lease) => Ok(LockGuard::new(lease)),
             None => Err(LockError::Timeout {
                 key: self.key.clone(),

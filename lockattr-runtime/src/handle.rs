@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::backend::{Acquire, AttemptClock, Backend, Capability};
 use crate::builder::{LockBuilder, NoTtl};
 use crate::error::LockError;
-use crate::lease::{Lease, LeaseRequest};
+use crate::lease::{Hold, Lease, LeaseRequest};
+use crate::schedule::{Schedule, ServerClock};
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
@@ -47,6 +48,8 @@ struct Handle {
     prefix: String,
     /// The redacted URL, used in every message.
     name: String,
+    /// The offset of the backend's clock, for scheduled locks.
+    clock: ServerClock,
 }
 
 impl std::fmt::Debug for Locks {
@@ -109,6 +112,7 @@ impl Locks {
                 backend,
                 prefix: prefix.to_owned(),
                 name: name.to_owned(),
+                clock: ServerClock::default(),
             }),
         }
     }
@@ -201,7 +205,7 @@ impl Locks {
                 format!("min_hold ({min_hold:?}) must be shorter than the ttl ({ttl:?})"),
             ));
         }
-        match self.unsupported(min_hold, renew).next() {
+        match self.unsupported(min_hold, renew, false).next() {
             Some(what) => Err(LockError::Unsupported {
                 key: key.to_owned(),
                 backend: self.handle.name.clone(),
@@ -211,19 +215,70 @@ impl Locks {
         }
     }
 
-    /// The options asked for that this backend cannot keep: `"min_hold"`, `"renew"`.
+    /// The options asked for that this backend cannot keep: `"min_hold"`, `"renew"`,
+    /// `"every"` (kept after release, or else by extending the lease to the period's end).
     pub(crate) fn unsupported(
         &self,
         min_hold: Duration,
         renew: bool,
+        scheduled: bool,
     ) -> impl Iterator<Item = &'static str> + '_ {
+        let supports = |capability| self.handle.backend.supports(capability);
+        let keeps_periods = supports(Capability::MinHold) || supports(Capability::Extend);
         [
-            (!min_hold.is_zero(), Capability::MinHold, "min_hold"),
-            (renew, Capability::Extend, "renew"),
+            (
+                !min_hold.is_zero() && !supports(Capability::MinHold),
+                "min_hold",
+            ),
+            (renew && !supports(Capability::Extend), "renew"),
+            (scheduled && !keeps_periods, "every"),
         ]
         .into_iter()
-        .filter(|&(wanted, capability, _)| wanted && !self.handle.backend.supports(capability))
-        .map(|(_, _, what)| what)
+        .filter(|&(refused, _)| refused)
+        .map(|(_, what)| what)
+    }
+
+    /// Checks a schedule against the other options of its request and the backend.
+    pub(crate) fn check_schedule(
+        &self,
+        key: &str,
+        schedule: Schedule,
+        min_hold: Duration,
+    ) -> Result<(), LockError> {
+        let (every, at) = (schedule.period(), schedule.offset());
+        let reason = if every < MIN_TTL {
+            format!("the period `every` of {every:?} is below the {MIN_TTL:?} floor")
+        } else if at >= every {
+            format!("the offset `at` ({at:?}) must be shorter than the period `every` ({every:?})")
+        } else if !min_hold.is_zero() {
+            "`every` already keeps the key taken until the end of the period: drop `min_hold`"
+                .to_owned()
+        } else {
+            return match self.unsupported(Duration::ZERO, false, true).next() {
+                Some(what) => Err(LockError::Unsupported {
+                    key: key.to_owned(),
+                    backend: self.handle.name.clone(),
+                    what: what.into(),
+                }),
+                None => Ok(()),
+            };
+        };
+        Err(self.invalid_options(key, reason))
+    }
+
+    /// How long the key of a call made now under `schedule` stays taken: until the end of
+    /// the current period's window, by the backend's clock.
+    pub(crate) async fn period_hold(
+        &self,
+        key: &str,
+        schedule: Schedule,
+    ) -> Result<Hold, LockError> {
+        let now =
+            self.handle.clock.now(self.backend()).await.map_err(|e| {
+                self.backend_error(key, format!("reading the backend's clock: {e}"))
+            })?;
+        let (_, left) = schedule.place(now);
+        Ok(Hold::Until(Instant::now() + left))
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.
@@ -231,7 +286,7 @@ impl Locks {
         &self,
         key: &str,
         ttl: Duration,
-        min_hold: Duration,
+        hold: Hold,
         wait: Option<Duration>,
     ) -> Result<Option<Lease>, LockError> {
         let owner = OwnerToken::random().map_err(|e| {
@@ -242,7 +297,7 @@ impl Locks {
             stored_key: self.stored_key(key)?.into_owned(),
             owner,
             ttl,
-            min_hold,
+            hold,
         };
         let attempt = AttemptClock::default();
         let req = Acquire {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::wait::spawn_detached;
-use crate::backend::{BoxFuture, Granted};
+use crate::backend::{BoxFuture, Capability, Granted};
 use crate::error::LockError;
-use crate::handle::Locks;
+use crate::handle::{Locks, MIN_TTL};
 use crate::token::OwnerToken;
 
 /// What was asked for: the key (as given and as stored), the owner token the lease is
@@ -23,8 +23,17 @@ pub(crate) struct LeaseRequest {
     pub owner: OwnerToken,
     /// The lease length.
     pub ttl: Duration,
-    /// How long the key stays taken after acquisition even if released sooner.
-    pub min_hold: Duration,
+    /// How long the key stays taken even if released sooner.
+    pub hold: Hold,
+}
+
+/// How long a key stays taken after an early release.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hold {
+    /// `min_hold`: this long after acquisition (zero: not at all).
+    For(Duration),
+    /// `every`: until the end of the period the lock was taken in.
+    Until(Instant),
 }
 
 /// A lease the backend granted.
@@ -126,17 +135,34 @@ impl Lease {
         Ok(())
     }
 
-    /// What remains of `min_hold`: how long the key must stay taken after release.
+    /// What remains of `min_hold`, or of the period: how long the key must stay taken
+    /// after release.
     fn keep_for(&self) -> Duration {
-        self.request
-            .min_hold
-            .saturating_sub(self.acquired_at.elapsed())
+        match self.request.hold {
+            Hold::For(min_hold) => min_hold.saturating_sub(self.acquired_at.elapsed()),
+            Hold::Until(end) => end.saturating_duration_since(Instant::now()),
+        }
     }
 
-    /// Gives the key back (or lets it run out when `min_hold` has passed);
+    /// Gives the key back (or lets it run out when `min_hold` or the period has passed);
     /// [`LockError::Lost`] if the lease had already ended.
+    ///
+    /// A backend that cannot keep a key after release (a session lock) keeps it by
+    /// holding on: the lease is extended to end when the hold does, and the backend frees
+    /// it then (or when this process exits, which ends its sessions).
     pub(crate) async fn release(&self) -> Result<(), LockError> {
         let keep_for = self.keep_for();
+        if !keep_for.is_zero() && !self.locks.backend().supports(Capability::MinHold) {
+            return self
+                .extend(keep_for.max(MIN_TTL))
+                .await
+                .map_err(|e| match e {
+                    LockError::Lost { .. } => {
+                        self.lost("the lease had ended before it was released")
+                    }
+                    e => e,
+                });
+        }
         let held = self
             .locks
             .backend()

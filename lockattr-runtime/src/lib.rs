@@ -32,6 +32,7 @@ mod locked_call;
 mod metrics;
 mod outcome;
 mod registry;
+mod schedule;
 mod sites;
 pub mod token;
 pub mod url;
@@ -47,6 +48,7 @@ pub use registry::{
     configured, init, init_from_env, init_named, init_with, lock, set_default, set_named,
     InitOptions, URL_ENV,
 };
+pub use schedule::Schedule;
 pub use sites::{check, sites, LockSite, Policy};
 
 /// The code `#[distributed_lock]` generates calls into this module. Not a stable API.

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use crate::error::LockError;
 use crate::guard::{LockGuard, CURRENT};
 use crate::handle::Locks;
+use crate::lease::Hold;
 use crate::metrics::{self, Count};
 use crate::outcome::{Fallible, Skippable};
 use crate::registry::configured;
 
 pub use crate::key::KeyValue;
+pub use crate::schedule::Schedule;
 pub use crate::sites::{LockSite, Policy, SITES};
 pub use linkme;
 
@@ -240,7 +242,20 @@ async fn run<F: Future>(
     if let Err(e) = locks.check(&key, spec.ttl, spec.min_hold, spec.renew) {
         return failed(call, e);
     }
-    let guard = match take(&locks, &call).await {
+    let keep = match spec.schedule {
+        None => Hold::For(spec.min_hold),
+        Some(schedule) => {
+            let hold = match locks.check_schedule(&key, schedule, spec.min_hold) {
+                Ok(()) => locks.period_hold(&key, schedule).await,
+                Err(e) => Err(e),
+            };
+            match hold {
+                Ok(hold) => hold,
+                Err(e) => return failed(call, e),
+            }
+        }
+    };
+    let guard = match take(&locks, &call, keep).await {
         Ok(Some(guard)) => guard,
         Ok(None) => return Ending::Skipped,
         Err(e) => return Ending::Failed(e),
@@ -251,11 +266,11 @@ async fn run<F: Future>(
 
 /// Takes the lock as the policy says: `Ok(None)` means skip. Logs every outcome but the
 /// acquisition.
-async fn take(locks: &Locks, call: &Call<'_>) -> Result<Option<LockGuard>, LockError> {
+async fn take(locks: &Locks, call: &Call<'_>, hold: Hold) -> Result<Option<LockGuard>, LockError> {
     let (spec, key, backend) = (call.site, call.key, call.backend);
-    let (ttl, min_hold) = (spec.ttl, spec.min_hold);
+    let ttl = spec.ttl;
     let acquire = |wait| async move {
-        match locks.acquire(key, ttl, min_hold, wait).await {
+        match locks.acquire(key, ttl, hold, wait).await {
             Ok(lease) => Ok(lease.map(LockGuard::new)),
             Err(e) => {
                 call.fail_closed(&e);
@@ -267,7 +282,10 @@ async fn take(locks: &Locks, call: &Call<'_>) -> Result<Option<LockGuard>, LockE
         Policy::Skip => {
             let guard = acquire(None).await?;
             if guard.is_none() {
-                call.skipped("held elsewhere");
+                call.skipped(match spec.schedule {
+                    None => "held elsewhere",
+                    Some(_) => "this period has had its run, or a run is still going",
+                });
             }
             Ok(guard)
         }

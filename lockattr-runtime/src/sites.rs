@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::error::LockError;
 use crate::handle::Locks;
 use crate::registry::configured;
+use crate::schedule::Schedule;
 
 /// One `#[distributed_lock]` site: its options as written, and where it is.
 ///
@@ -35,6 +36,8 @@ pub struct LockSite {
     pub min_hold: Duration,
     /// `renew`.
     pub renew: bool,
+    /// `every` (and `at`): the site runs once per period; `None` when not set.
+    pub schedule: Option<Schedule>,
     /// The named backend (`backend = "…"`), or `None` for the default one.
     pub backend: Option<&'static str>,
     /// The annotated function: `module_path!()` and its name, `"app::jobs::flush"`.
@@ -84,6 +87,18 @@ impl LockSite {
         format!("`{}` ({}:{})", self.function, self.file, self.line)
     }
 
+    /// `ttl = 30s, on_conflict = "skip"`, with `every` and `at` when set, for messages.
+    fn options(&self) -> String {
+        let mut out = format!("ttl = {:?}, {}", self.ttl, self.policy);
+        if let Some(schedule) = self.schedule {
+            out.push_str(&format!(", every = {:?}", schedule.period()));
+            if !schedule.offset().is_zero() {
+                out.push_str(&format!(", at = {:?}", schedule.offset()));
+            }
+        }
+        out
+    }
+
     fn backend_label(&self) -> String {
         match self.backend {
             Some(name) => format!("backend `{name}`"),
@@ -121,6 +136,8 @@ pub fn sites() -> impl Iterator<Item = &'static LockSite> {
 /// - a site whose backend (`backend = "…"`, or the default one) is not configured;
 /// - a site with an option its backend cannot keep (`min_hold` on a session backend,
 ///   `renew` on one that cannot extend);
+/// - a site with `every` whose policy is not `"skip"` (only a hand-built [`LockSite`]
+///   can have one: the attribute refuses it at compile time);
 /// - two sites on the same backend whose key templates can give the same key (the same
 ///   static text and placeholders in the same places) with different ttls or policies.
 ///
@@ -180,7 +197,16 @@ fn problems(name: Option<&str>, locks: Option<&Locks>) -> Vec<String> {
                 }
             )),
             Some(locks) => {
-                for what in locks.unsupported(site.min_hold, site.renew) {
+                if site.schedule.is_some() && site.policy != Policy::Skip {
+                    out.push(format!(
+                        "{} sets `every` with {}: a scheduled site skips the ticks of a period \
+                         that has had its run; use on_conflict = \"skip\"",
+                        site.place(),
+                        site.policy
+                    ));
+                }
+                let scheduled = site.schedule.is_some();
+                for what in locks.unsupported(site.min_hold, site.renew, scheduled) {
                     out.push(format!(
                         "{} sets `{what}`, which {} ({}) cannot keep",
                         site.place(),
@@ -201,19 +227,19 @@ fn collisions(sites: &[&LockSite]) -> Vec<String> {
     let mut out = Vec::new();
     for (n, a) in sites.iter().enumerate() {
         for b in &sites[n + 1..] {
-            if shape(a.template) == shape(b.template) && (a.ttl, a.policy) != (b.ttl, b.policy) {
+            if shape(a.template) == shape(b.template)
+                && (a.ttl, a.policy, a.schedule) != (b.ttl, b.policy, b.schedule)
+            {
                 out.push(format!(
                     "{} and {} can take the same key on {} with different options: \
-                     `{}` (ttl = {:?}, {}) and `{}` (ttl = {:?}, {})",
+                     `{}` ({}) and `{}` ({})",
                     a.place(),
                     b.place(),
                     a.backend_label(),
                     a.template,
-                    a.ttl,
-                    a.policy,
+                    a.options(),
                     b.template,
-                    b.ttl,
-                    b.policy
+                    b.options(),
                 ));
             }
         }
@@ -255,6 +281,7 @@ mod tests {
             policy,
             min_hold: Duration::ZERO,
             renew: false,
+            schedule: None,
             backend: None,
             function: "app::f",
             file: "src/app.rs",
@@ -294,6 +321,16 @@ mod tests {
         let more_parts = site("flush:<tenant>/<day>", 1_000, Policy::Error);
         let fixed = site("flush:acme", 1_000, Policy::Error);
         assert!(collisions(&[&a, &same, &other_text, &more_parts, &fixed]).is_empty());
+    }
+
+    #[test]
+    fn a_schedule_counts() {
+        let a = site("report", 1_000, Policy::Skip);
+        let mut b = site("report", 1_000, Policy::Skip);
+        b.schedule = Some(Schedule::every(Duration::from_secs(60)));
+        let found = collisions(&[&a, &b]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("every = 60s"), "{}", found[0]);
     }
 
     #[test]

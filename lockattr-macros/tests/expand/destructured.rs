@@ -10,6 +10,7 @@ async fn handle(
         policy: ::lockattr::__private::Policy::Error,
         min_hold: ::core::time::Duration::from_millis(0u64),
         renew: false,
+        schedule: ::core::option::Option::None,
         backend: ::core::option::Option::None,
         function: ::core::concat!(::core::module_path!(), "::", "handle"),
         file: ::core::file!(),

@@ -9,6 +9,7 @@ async fn quiet() -> Result<(), LockError> {
         policy: ::lockattr::__private::Policy::Error,
         min_hold: ::core::time::Duration::from_millis(0u64),
         renew: false,
+        schedule: ::core::option::Option::None,
         backend: ::core::option::Option::None,
         function: ::core::concat!(::core::module_path!(), "::", "quiet"),
         file: ::core::file!(),

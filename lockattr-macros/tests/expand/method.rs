@@ -10,6 +10,7 @@ pub async fn run(&self, job: &Job, job_id: u64) -> Option<u32> {
         },
         min_hold: ::core::time::Duration::from_millis(10000u64),
         renew: true,
+        schedule: ::core::option::Option::None,
         backend: ::core::option::Option::Some("pg"),
         function: ::core::concat!(::core::module_path!(), "::", "run"),
         file: ::core::file!(),

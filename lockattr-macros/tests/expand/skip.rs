@@ -7,6 +7,7 @@ async fn flush(tenant: &str) -> Result<(), AppError> {
         policy: ::lockattr::__private::Policy::Skip,
         min_hold: ::core::time::Duration::from_millis(0u64),
         renew: false,
+        schedule: ::core::option::Option::None,
         backend: ::core::option::Option::None,
         function: ::core::concat!(::core::module_path!(), "::", "flush"),
         file: ::core::file!(),

@@ -292,6 +292,14 @@ pub trait Backend: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>>;
 
+    /// The backend's clock, as time since the Unix epoch, for scheduled locks (`every`):
+    /// instances whose own clocks disagree still agree on the period a call belongs to.
+    /// `None` (the default) means this machine's clock is the backend's, as for a backend
+    /// in this process or in a local file.
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     /// A future that completes if the backend learns that the lease was lost before its ttl
     /// (for instance the session holding it was killed). The default never completes: the
     /// caller's deadline and renewals cover expiry.

@@ -1,4 +1,4 @@
-//! `min_hold`, `renew`, `backend` and `crate`, alone and together.
+//! `min_hold`, `every`, `at`, `renew`, `backend` and `crate`, alone and together.
 #![deny(warnings)]
 
 use lockattr as my_locks;
@@ -7,6 +7,16 @@ use lockattr::distributed_lock;
 #[distributed_lock(key = "min-hold:<n>", ttl = "30s", on_conflict = "skip", min_hold = "10ms")]
 async fn min_hold(n: u32) -> Option<u32> {
     Some(n)
+}
+
+#[distributed_lock(key = "every:<n>", ttl = "30s", on_conflict = "skip", every = "1d")]
+async fn every(n: u32) -> Option<u32> {
+    Some(n)
+}
+
+#[distributed_lock(key = "every-at:<n>", ttl = "30s", on_conflict = "skip", every = "1d", at = "6h", renew = true)]
+async fn every_at(n: u32) -> Result<Option<u32>, lockattr::LockError> {
+    Ok(Some(n))
 }
 
 #[distributed_lock(key = "renew:<n>", ttl = "30s", on_conflict = "skip", renew = true)]
@@ -55,6 +65,11 @@ async fn main() {
     lockattr::init_named("jobs", "memory://pass-options-jobs").await.unwrap();
     assert_eq!(min_hold(1).await, Some(1));
     assert_eq!(renew(2).await, Some(2));
+    // Once per day: the second call of the day finds the period had its run.
+    assert_eq!(every(8).await, Some(8));
+    assert_eq!(every(8).await, None);
+    assert_eq!(every_at(9).await.unwrap(), Some(9));
+    assert_eq!(every_at(9).await.unwrap(), None);
     assert_eq!(no_renew(3).await, Some(3));
     assert_eq!(named_backend(4).await, Some(4));
     assert_eq!(renamed_crate(5).await, Some(5));

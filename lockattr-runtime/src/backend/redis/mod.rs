@@ -286,6 +286,18 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// `TIME`: the server's seconds and microseconds.
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+        Box::pin(async move {
+            let mut conn = self.client.conn.clone();
+            let (secs, micros): (u64, u32) = self
+                .client
+                .call(redis::cmd("TIME").query_async(&mut conn))
+                .await?;
+            Ok(Some(Duration::new(secs, micros.saturating_mul(1000))))
+        })
+    }
+
     fn extend<'a>(
         &'a self,
         key: &'a str,

@@ -159,6 +159,12 @@ pub(crate) trait SessionSql: Send + Sync + Sized + 'static {
         async { Ok(()) }
     }
 
+    /// The server's clock, as time since the Unix epoch (for scheduled locks).
+    fn clock<'a>(
+        &'a self,
+        conn: &'a mut Self::Conn,
+    ) -> impl Future<Output = Result<Duration, BoxError>> + Send + 'a;
+
     /// A heartbeat that also sets the idle limit.
     fn ping<'a>(
         &'a self,
@@ -266,6 +272,19 @@ impl<D: SessionSql> Backend for SessionBackend<D> {
 
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         self.pool.lost(key, owner)
+    }
+
+    /// Read on a session of its own, opened for it and closed after: a scheduled lock asks
+    /// at most once a minute, which is not worth a pooled session's bookkeeping.
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+        Box::pin(async move {
+            let pool = &self.pool;
+            let mut conn = pool.options.connect(pool.sql.connect()).await?;
+            let mut timer = options::statement_timer();
+            let clock = std::pin::pin!(pool.sql.clock(&mut conn));
+            let now = pool.options.statement(timer.as_mut(), clock).await?;
+            Ok(Some(now))
+        })
     }
 }
 

@@ -217,6 +217,15 @@ impl SessionSql for MySql {
         Ok(())
     }
 
+    async fn clock(&self, conn: &mut MyConn) -> Result<Duration, BoxError> {
+        let micros: i64 =
+            sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(|e| self.secrets.error(e))?;
+        Ok(Duration::from_micros(micros.max(0) as u64))
+    }
+
     async fn ping(&self, conn: &mut MyConn, idle: Option<Duration>) -> Result<(), BoxError> {
         self.set_idle(conn, idle).await?;
         sqlx::query("SELECT 1")

@@ -373,6 +373,22 @@ impl Backend for TableBackend {
         })
     }
 
+    /// The database's clock; `None` for a SQLite file, whose clock is this machine's.
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+        Box::pin(async move {
+            if self.table.server.is_sqlite() {
+                return Ok(None);
+            }
+            let bindings = self.table.bindings("", "", 0, 0);
+            let ms = self
+                .table
+                .fetch_i64(&self.table.sql.clock, &bindings)
+                .await?
+                .ok_or("the database's clock gave no row")?;
+            Ok(Some(Duration::from_millis(ms.max(0) as u64)))
+        })
+    }
+
     fn extend<'a>(
         &'a self,
         key: &'a str,

@@ -62,6 +62,8 @@ pub(super) struct TableStatements {
     pub enqueue: Statement,
     pub refresh: Statement,
     pub leave: Statement,
+    /// The database's clock (milliseconds since the Unix epoch).
+    pub clock: Statement,
 }
 
 impl Server {
@@ -97,6 +99,15 @@ impl Server {
             #[cfg(feature = "mysql")]
             Server::MySql => "mysql",
         }
+    }
+
+    /// A SQLite file: its clock is this machine's.
+    pub(super) fn is_sqlite(self) -> bool {
+        #[cfg(feature = "sqlite")]
+        if self == Server::Sqlite {
+            return true;
+        }
+        false
     }
 
     /// MySQL has neither `RETURNING` nor numbered parameters.
@@ -239,6 +250,7 @@ impl Server {
             leave: s(
                 "DELETE FROM {w} WHERE ticket = :ticket OR (name = :name AND alive_until <= {now})",
             ),
+            clock: s("SELECT {now}"),
         }
     }
 }

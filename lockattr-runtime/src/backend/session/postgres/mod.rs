@@ -318,6 +318,16 @@ impl SessionSql for Postgres {
         Ok(())
     }
 
+    async fn clock(&self, conn: &mut PgConn) -> Result<Duration, BoxError> {
+        let micros: i64 = sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        )
+        .fetch_one(&mut conn.conn)
+        .await
+        .map_err(|e| self.secrets.error(e))?;
+        Ok(Duration::from_micros(micros.max(0) as u64))
+    }
+
     async fn ping(&self, conn: &mut PgConn, idle: Option<Duration>) -> Result<(), BoxError> {
         let wanted = idle_ms(idle);
         conn.idle_ms = None;
