@@ -134,6 +134,30 @@ impl CurrentLock {
         self.lease.deadline()
     }
 
+    /// For a scheduled site (`every`), the number of the period this run is for: the
+    /// period whose start is nearest to the call by the backend's clock, counted from the
+    /// Unix epoch, so that it starts `period × every + at` after 1970-01-01 00:00 UTC.
+    /// `None` without `every`.
+    ///
+    /// ```
+    /// use lockattr::distributed_lock;
+    ///
+    /// #[distributed_lock(key = "hourly-report", ttl = "1m", on_conflict = "skip", every = "1h")]
+    /// async fn hourly_report() -> Option<u64> {
+    ///     // Name the report after its hour, the same on every instance.
+    ///     lockattr::current()?.period()
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # lockattr::init("memory://period-doc").await.unwrap();
+    /// let hour = hourly_report().await.expect("the hour's first call runs");
+    /// assert!(hour > 480_000); // hours since 1970: after 2024-10-04
+    /// # }
+    /// ```
+    pub fn period(&self) -> Option<u64> {
+        self.lease.period()
+    }
+
     /// The backend, as its redacted URL.
     pub fn backend(&self) -> &str {
         self.lease.backend_name()

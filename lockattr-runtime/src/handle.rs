@@ -277,8 +277,11 @@ impl Locks {
             self.handle.clock.now(self.backend()).await.map_err(|e| {
                 self.backend_error(key, format!("reading the backend's clock: {e}"))
             })?;
-        let (_, left) = schedule.place(now);
-        Ok(Hold::Until(Instant::now() + left))
+        let (period, left) = schedule.place(now);
+        Ok(Hold::Until {
+            end: Instant::now() + left,
+            period: u64::try_from(period).unwrap_or(u64::MAX),
+        })
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.

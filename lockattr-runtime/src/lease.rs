@@ -32,8 +32,13 @@ pub(crate) struct LeaseRequest {
 pub(crate) enum Hold {
     /// `min_hold`: this long after acquisition (zero: not at all).
     For(Duration),
-    /// `every`: until the end of the period the lock was taken in.
-    Until(Instant),
+    /// `every`: until `end`, the end of the window of the period numbered `period`.
+    Until {
+        /// When the period's window ends.
+        end: Instant,
+        /// The period's number (see [`Schedule`](crate::Schedule)).
+        period: u64,
+    },
 }
 
 /// A lease the backend granted.
@@ -92,6 +97,14 @@ impl Lease {
         self.fence
     }
 
+    /// The number of the period a scheduled lease was taken for.
+    pub(crate) fn period(&self) -> Option<u64> {
+        match self.request.hold {
+            Hold::Until { period, .. } => Some(period),
+            Hold::For(_) => None,
+        }
+    }
+
     pub(crate) fn backend_name(&self) -> &str {
         self.locks.backend_name()
     }
@@ -140,7 +153,7 @@ impl Lease {
     fn keep_for(&self) -> Duration {
         match self.request.hold {
             Hold::For(min_hold) => min_hold.saturating_sub(self.acquired_at.elapsed()),
-            Hold::Until(end) => end.saturating_duration_since(Instant::now()),
+            Hold::Until { end, .. } => end.saturating_duration_since(Instant::now()),
         }
     }
 

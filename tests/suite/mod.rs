@@ -17,6 +17,7 @@
 pub mod attribute;
 pub mod handle;
 pub mod process;
+pub mod scheduled;
 
 use std::future::Future;
 use std::path::Path;
@@ -83,6 +84,12 @@ macro_rules! processes {
             process {
                 killed_holder_frees_the_key,
                 stopped_holder_is_taken_over,
+            }
+        );
+        $crate::suite::tests!(
+            $profile,
+            scheduled {
+                once_per_period_across_processes
             }
         );
     };
