@@ -280,7 +280,7 @@ impl<D: SessionSql> SessionPool<D> {
         owner: &OwnerToken,
         ttl: Duration,
     ) -> BackendResult<bool> {
-        let session = {
+        let (session, sooner) = {
             let mut books = self.books();
             let Some(KeyHolder::Held { owner: o, session }) = books.holders.get(key).copied()
             else {
@@ -290,13 +290,17 @@ impl<D: SessionSql> SessionPool<D> {
             let Some(pooled) = books.sessions.get_mut(&session) else {
                 return Ok(false);
             };
+            let expires = now + ttl;
             match pooled.leases.get_mut(key) {
                 Some(lease) if o == *owner && lease.owner == *owner && lease.expires > now => {
-                    lease.expires = now + ttl;
+                    lease.expires = expires;
                 }
                 _ => return Ok(false),
             }
-            pooled.session.clone()
+            // An extension can also shorten a lease (the hold of a scheduled lock after its
+            // run): then the keeper must wake sooner than it planned, to unlock it on time.
+            let sooner = pooled.keeper_wake.is_none_or(|wake| expires < wake);
+            (pooled.session.clone(), sooner)
         };
         let _using = UsingSession::new(&session);
         // A session closed while this waited for its connection (a statement on it did not
@@ -320,8 +324,10 @@ impl<D: SessionSql> SessionPool<D> {
                 Ok(false)
             }
             Ok(()) => {
-                // Deadlines only moved later: the keeper's next wake is early enough.
                 self.touch(&session);
+                if sooner {
+                    session.changed.notify_one();
+                }
                 Ok(true)
             }
             Err(e) => {
