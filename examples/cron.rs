@@ -37,7 +37,7 @@ async fn report(instance: u32) -> Result<Option<u64>, LockError> {
     let period = lock.period().expect("a scheduled run has a period");
     // Every fifth report takes longer than its period: the ticks it covers are skipped,
     // never run beside it.
-    let work = if period % 5 == 0 { 3_000 } else { 300 };
+    let work = if period.is_multiple_of(5) { 3_000 } else { 300 };
     println!(
         "instance {instance}: ran period {period} (fencing token {}), working {work} ms",
         lock.token()

@@ -78,6 +78,15 @@ use proc_macro::TokenStream;
 ///   long after acquisition even if the body ends sooner, and even if the process exits,
 ///   so that instances whose clocks disagree do not run a scheduled job twice.
 ///   `min_hold = "10s"`
+/// - **`every`** (duration of at least 10ms, default none; only with `on_conflict = "skip"`,
+///   not with `min_hold`): a scheduled job that runs once per period across every instance.
+///   The key stays taken until the end of the period the call belongs to (the period whose
+///   start, a multiple of `every` since the Unix epoch, is nearest to the call by the
+///   backend's clock), so the other instances' ticks of that period skip.
+///   `lockattr::current()?.period()` names the period. `every = "1m"`
+/// - **`at`** (duration shorter than `every`, default zero; only with `every`): the offset of
+///   the periods from the multiples of `every`, for a schedule that fires off them (hourly at
+///   half past: `every = "1h", at = "30m"`).
 /// - **`renew`** (bool, default `false`): extend the lease by `ttl` every `ttl / 3` while
 ///   the body runs; if a renewal fails the body is cancelled with `Lost`. A crashed
 ///   holder still frees the key after `ttl`. `renew = true`
@@ -167,7 +176,9 @@ use proc_macro::TokenStream;
 /// # Compile-time checks
 ///
 /// Unknown (with "did you mean"), repeated and missing options; durations that do not
-/// parse, are zero or out of range; a `ttl` under 10ms; `min_hold >= ttl`; `wait`,
+/// parse, are zero or out of range; a `ttl` or `every` under 10ms; `min_hold >= ttl`;
+/// `every` with a policy other than `"skip"` or with `min_hold`, `at` without `every` or not
+/// shorter than it; `wait`,
 /// `retries` or `backoff` with the wrong policy or missing with the right one; an unknown
 /// `on_conflict`; an empty key, a placeholder naming no parameter, an unterminated `<`,
 /// an empty `<>`, characters outside `A-Z a-z 0-9 . _ : / -` in the static text,
