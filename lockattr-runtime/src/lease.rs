@@ -160,12 +160,16 @@ impl Lease {
     /// Gives the key back (or lets it run out when `min_hold` or the period has passed);
     /// [`LockError::Lost`] if the lease had already ended.
     ///
-    /// A backend that cannot keep a key after release (a session lock) keeps it by
-    /// holding on: the lease is extended to end when the hold does, and the backend frees
-    /// it then (or when this process exits, which ends its sessions).
+    /// A hold that reaches past the lease's own expiry (`every` with a ttl shorter than
+    /// the rest of the period), or on a backend that cannot keep a key after release (a
+    /// session lock), is kept by an extension instead: the lease is extended to end when
+    /// the hold does, and the backend frees it then (a session backend also when this
+    /// process exits, which ends its sessions). A release never lengthens a lease.
     pub(crate) async fn release(&self) -> Result<(), LockError> {
         let keep_for = self.keep_for();
-        if !keep_for.is_zero() && !self.locks.backend().supports(Capability::MinHold) {
+        let outlasts_lease = keep_for > self.deadline().saturating_duration_since(Instant::now());
+        let keeps_after_release = self.locks.backend().supports(Capability::MinHold);
+        if !keep_for.is_zero() && (outlasts_lease || !keeps_after_release) {
             return self
                 .extend(keep_for.max(MIN_TTL))
                 .await

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lockattr::LockError;
+use lockattr::{LockError, Schedule};
 
 use super::{instance, take, take_eventually, unique, Profile};
 
@@ -268,6 +268,46 @@ pub async fn min_hold_outlives_release(p: &Profile) {
         "min_hold was cut short"
     );
     taken.release().await.unwrap();
+}
+
+/// Scheduled locks (`every`): a period's run keeps the key taken until the end of the
+/// period, also when that is later than its ttl; a second take in the same period finds
+/// it taken, whichever handle asks.
+pub async fn every_keeps_the_period_past_the_ttl(p: &Profile) {
+    let (a, b) = (instance(p).await, instance(p).await);
+    let key = unique("every");
+    // Periods of 20 s that start now: the window (half a period either side of the
+    // start) has about 10 s left.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let at = Duration::from_millis((now.as_millis() % 20_000) as u64);
+    let schedule = Schedule::every(Duration::from_secs(20)).at(at);
+    let ttl = p.short_ttl;
+    let guard = a
+        .lock(&key)
+        .ttl(ttl)
+        .every(schedule)
+        .try_acquire()
+        .await
+        .unwrap();
+    let guard = guard.expect("the first take of the period");
+    guard.release().await.unwrap();
+    // Well past the ttl, and still in the period: taken, for either handle.
+    tokio::time::sleep(ttl * 3).await;
+    for locks in [&a, &b] {
+        let again = locks
+            .lock(&key)
+            .ttl(ttl)
+            .every(schedule)
+            .try_acquire()
+            .await
+            .unwrap();
+        assert!(again.is_none(), "a second run in one period");
+        let plain = take(locks, &key, ttl).await;
+        assert!(
+            plain.is_none(),
+            "the key came free before the end of its period"
+        );
+    }
 }
 
 /// Semantic 8: bad input is a `LockError`, never a panic.

@@ -55,6 +55,7 @@ macro_rules! conformance {
                 acquire_times_out,
                 long_keys_and_prefix,
                 min_hold_outlives_release,
+                every_keeps_the_period_past_the_ttl,
                 bad_input_is_an_error,
                 dropped_guard_releases,
             }
