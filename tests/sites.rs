@@ -9,7 +9,7 @@ use std::time::Duration;
 use lockattr::backend::memory::MemoryBackend;
 use lockattr::backend::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use lockattr::token::OwnerToken;
-use lockattr::{distributed_lock, InitOptions, LockError, LockSite, Locks, Policy};
+use lockattr::{distributed_lock, InitOptions, LockError, LockSite, Locks, Policy, Schedule};
 
 /// The line of `flush`'s attribute.
 const FLUSH_LINE: u32 = line!() + 1;
@@ -40,6 +40,18 @@ const HOLD_LINE: u32 = line!() + 1;
 async fn hold(id: u32) {
     let _ = id;
 }
+
+/// A scheduled site on the backend that can neither keep a key after release nor extend.
+const REPORT_LINE: u32 = line!() + 1;
+#[distributed_lock(
+    key = "report",
+    ttl = "1m",
+    on_conflict = "skip",
+    every = "1h",
+    at = "30m",
+    backend = "no-hold"
+)]
+async fn report() {}
 
 const NIGHTLY_LINE: u32 = line!() + 1;
 #[distributed_lock(key = "nightly", ttl = "5m", on_conflict = "skip", backend = "missing")]
@@ -77,8 +89,15 @@ fn sites_lists_each_site_with_its_options_and_place() {
     assert_eq!(now.policy, Policy::Wait(Duration::from_secs(1)));
     assert_eq!(now.line, FLUSH_NOW_LINE);
     assert_eq!(site("sites::nightly").line, NIGHTLY_LINE);
+    assert_eq!(flush.schedule, None);
+    let report = site("sites::report");
+    assert_eq!(
+        report.schedule,
+        Some(Schedule::every(Duration::from_secs(3600)).at(Duration::from_secs(1800)))
+    );
+    assert_eq!(report.line, REPORT_LINE);
     // Only the attribute's sites, each once.
-    assert_eq!(lockattr::sites().count(), 4 + pg::SITES);
+    assert_eq!(lockattr::sites().count(), 5 + pg::SITES);
 }
 
 /// A `memory://` backend that keeps neither `min_hold` nor `renew`.
@@ -161,6 +180,7 @@ async fn check_reports_every_problem_with_function_and_place() {
         "sets `min_hold`, which backend `no-hold` (no-hold://) cannot keep",
     );
     assert_reported(&problems, &hold, "sets `renew`");
+    assert_reported(&problems, &place("report", REPORT_LINE), "sets `every`");
     // (c) two templates that give the same key, with different policies
     assert_reported(
         &problems,
