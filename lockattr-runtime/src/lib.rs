@@ -32,6 +32,8 @@ mod locked_call;
 mod metrics;
 mod outcome;
 mod registry;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub mod rows;
 mod sites;
 pub mod token;
 pub mod url;

@@ -1,0 +1,66 @@
+//! SQLite: no row locks. Every lock is `Unsupported`, naming SQLite's version and pointing
+//! to the lease table (`sqlite://PATH`); nothing but `sqlite_version()` is sent.
+
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Executor, Sqlite};
+
+use super::clause::Dialect;
+use super::driver::Driver;
+use super::server::{parse_version, Failure, Flavor, Policy, Server};
+use super::{BoxFuture, Parts};
+
+impl Driver for Sqlite {
+    const KIND: &'static str = "sqlite";
+    // SQLite reads strings and comments as PostgreSQL does (no backslash escapes).
+    const DIALECT: Dialect = Dialect::Postgres;
+    const RESTORE_AFTER_ERROR: bool = false;
+
+    fn detect(conn: &mut SqliteConnection) -> BoxFuture<'_, Result<Server, sqlx::Error>> {
+        Box::pin(async move {
+            let text: String = sqlx::query_scalar("SELECT sqlite_version()")
+                .fetch_one(&mut *conn)
+                .await?;
+            let (major, minor, patch) = parse_version(&text);
+            Ok(Server {
+                flavor: Flavor::Sqlite,
+                version: (major, minor, patch),
+                name: format!("sqlite {major}.{minor}.{patch}"),
+                lock_wait_timeout: None,
+            })
+        })
+    }
+
+    // Not reached: every lock clause is `Unsupported` on SQLite before a wait would be set.
+    fn set_wait<'a>(
+        _conn: &'a mut SqliteConnection,
+        _server: &'a Server,
+        _wait: Duration,
+    ) -> BoxFuture<'a, Result<String, sqlx::Error>> {
+        Box::pin(async { Err(no_row_locks()) })
+    }
+
+    fn restore(
+        _conn: &mut SqliteConnection,
+        _old: String,
+    ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async { Err(no_row_locks()) })
+    }
+
+    fn run(
+        conn: &mut SqliteConnection,
+        query: Parts<Sqlite>,
+        _all: bool,
+    ) -> BoxFuture<'_, Result<Vec<SqliteRow>, sqlx::Error>> {
+        Box::pin(async move { conn.fetch_all(query).await })
+    }
+
+    fn failure(_error: &sqlx::Error, _policy: &Policy) -> Failure {
+        Failure::Other
+    }
+}
+
+fn no_row_locks() -> sqlx::Error {
+    sqlx::Error::InvalidArgument("SQLite has no row locks, so no lock timeout".to_owned())
+}
