@@ -89,10 +89,13 @@
 //! databases.
 
 mod clause;
+mod driver;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod query;
+mod scan;
 mod server;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -101,12 +104,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use sqlx::{Database, Execute, FromRow, SqlSafeStr, SqlStr, Transaction};
+use sqlx::{Database, SqlSafeStr, Transaction};
 
 use crate::error::LockError;
-use clause::Dialect;
-pub use clause::{check_literal, Refusal};
-use server::{Failure, Policy, Server};
+pub use query::LockQuery;
+pub use scan::{check_literal, Refusal};
+use server::{Failure, Policy};
 
 /// A future boxed for the per-server steps.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -134,149 +137,6 @@ impl Mode {
             Mode::Share => "FOR SHARE",
             Mode::KeyShare => "FOR KEY SHARE",
         }
-    }
-}
-
-/// A query's SQL, binds and caching flag, taken apart so that the clause can be appended.
-pub struct Parts<DB: Database> {
-    sql: SqlStr,
-    arguments: Option<DB::Arguments>,
-    persistent: bool,
-}
-
-impl<'q, DB: Database> Execute<'q, DB> for Parts<DB> {
-    fn sql(self) -> SqlStr {
-        self.sql
-    }
-
-    fn statement(&self) -> Option<&DB::Statement> {
-        None
-    }
-
-    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, sqlx::error::BoxDynError> {
-        Ok(self.arguments.take())
-    }
-
-    fn persistent(&self) -> bool {
-        self.persistent
-    }
-}
-
-fn parts<'q, DB: Database>(mut query: impl Execute<'q, DB>) -> Result<Parts<DB>, String> {
-    if query.statement().is_some() {
-        return Err("a prepared statement's SQL cannot be given a lock clause".to_owned());
-    }
-    let arguments = query
-        .take_arguments()
-        .map_err(|e| format!("its arguments could not be encoded: {e}"))?;
-    let persistent = query.persistent();
-    Ok(Parts {
-        sql: query.sql(),
-        arguments,
-        persistent,
-    })
-}
-
-/// A query [`lock`] accepts: `sqlx::query`, `query_as` or `query_scalar`, with its binds.
-pub trait LockQuery<DB: Database>: Send {
-    /// One row of the result: `DB::Row`, the `query_as` type, or the `query_scalar` value.
-    type Output: Send;
-
-    #[doc(hidden)]
-    fn into_parts(self) -> Result<Parts<DB>, String>;
-
-    #[doc(hidden)]
-    fn decode(row: DB::Row) -> Result<Self::Output, sqlx::Error>;
-}
-
-impl<'q, DB, A> LockQuery<DB> for sqlx::query::Query<'q, DB, A>
-where
-    DB: Database,
-    A: 'q + Send + sqlx::IntoArguments<DB>,
-{
-    type Output = DB::Row;
-
-    fn into_parts(self) -> Result<Parts<DB>, String> {
-        parts(self)
-    }
-
-    fn decode(row: DB::Row) -> Result<DB::Row, sqlx::Error> {
-        Ok(row)
-    }
-}
-
-impl<'q, DB, O, A> LockQuery<DB> for sqlx::query::QueryAs<'q, DB, O, A>
-where
-    DB: Database,
-    O: Send + Unpin + for<'r> FromRow<'r, DB::Row>,
-    A: 'q + Send + sqlx::IntoArguments<DB>,
-{
-    type Output = O;
-
-    fn into_parts(self) -> Result<Parts<DB>, String> {
-        parts(self)
-    }
-
-    fn decode(row: DB::Row) -> Result<O, sqlx::Error> {
-        O::from_row(&row)
-    }
-}
-
-impl<'q, DB, O, A> LockQuery<DB> for sqlx::query::QueryScalar<'q, DB, O, A>
-where
-    DB: Database,
-    O: Send + Unpin,
-    (O,): for<'r> FromRow<'r, DB::Row>,
-    A: 'q + Send + sqlx::IntoArguments<DB>,
-{
-    type Output = O;
-
-    fn into_parts(self) -> Result<Parts<DB>, String> {
-        parts(self)
-    }
-
-    fn decode(row: DB::Row) -> Result<O, sqlx::Error> {
-        <(O,)>::from_row(&row).map(|(o,)| o)
-    }
-}
-
-mod driver {
-    use super::*;
-
-    /// What each server does differently; implemented for the compiled-in databases only.
-    pub trait Driver: Database {
-        /// What messages call this kind of server before its version is known.
-        const KIND: &'static str;
-        /// How the server reads strings and comments.
-        const DIALECT: Dialect;
-        /// Whether the session's lock timeout is set back after a failed statement.
-        const RESTORE_AFTER_ERROR: bool;
-
-        /// Reads the server's kind and version (and, MySQL, its lock wait timeout).
-        fn detect(conn: &mut Self::Connection) -> BoxFuture<'_, Result<Server, sqlx::Error>>;
-
-        /// Sets the lock timeout to `wait`; returns the value to set back.
-        fn set_wait<'a>(
-            conn: &'a mut Self::Connection,
-            server: &'a Server,
-            wait: Duration,
-        ) -> BoxFuture<'a, Result<String, sqlx::Error>>;
-
-        /// Sets the lock timeout back to `old`.
-        fn restore(
-            conn: &mut Self::Connection,
-            old: String,
-        ) -> BoxFuture<'_, Result<(), sqlx::Error>>;
-
-        /// Runs the query: every row (`all`) or at most one.
-        fn run(
-            conn: &mut Self::Connection,
-            query: Parts<Self>,
-            all: bool,
-        ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>>;
-
-        /// What a failed statement means under `policy`.
-        fn failure(error: &sqlx::Error, policy: &Policy) -> Failure;
     }
 }
 
@@ -406,7 +266,7 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
         };
         let mut parts = parts.map_err(|reason| invalid("(a prepared statement)", &reason))?;
         let label = clause::label(parts.sql.as_str());
-        let scan = clause::scan(parts.sql.as_str(), DB::DIALECT)
+        let scan = scan::scan(parts.sql.as_str(), DB::DIALECT)
             .map_err(|refusal| invalid(&label, refusal.message()))?;
         if let Some(bad) = of.iter().find(|t| !clause::is_table_name(t)) {
             return Err(invalid(

@@ -7,10 +7,11 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
 use sqlx::{Executor, MySql};
 
-use super::clause::Dialect;
 use super::driver::Driver;
+use super::query::Parts;
+use super::scan::Dialect;
 use super::server::{mysql_failure, Failure, Policy, Server};
-use super::{BoxFuture, Parts};
+use super::BoxFuture;
 
 impl Driver for MySql {
     const KIND: &'static str = "mysql";

@@ -6,10 +6,11 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{Executor, Postgres};
 
-use super::clause::Dialect;
 use super::driver::Driver;
+use super::query::Parts;
+use super::scan::Dialect;
 use super::server::{postgres_failure, Failure, Policy, Server};
-use super::{BoxFuture, Parts};
+use super::BoxFuture;
 
 impl Driver for Postgres {
     const KIND: &'static str = "postgres";

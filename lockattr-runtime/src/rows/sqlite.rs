@@ -6,10 +6,11 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Executor, Sqlite};
 
-use super::clause::Dialect;
 use super::driver::Driver;
+use super::query::Parts;
+use super::scan::Dialect;
 use super::server::{parse_version, Failure, Flavor, Policy, Server};
-use super::{BoxFuture, Parts};
+use super::BoxFuture;
 
 impl Driver for Sqlite {
     const KIND: &'static str = "sqlite";
@@ -63,4 +64,56 @@ impl Driver for Sqlite {
 
 fn no_row_locks() -> sqlx::Error {
     sqlx::Error::InvalidArgument("SQLite has no row locks, so no lock timeout".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+
+    use crate::rows::{lock, Mode};
+    use crate::LockError;
+
+    /// On a real SQLite database (in memory): every policy and mode is `Unsupported`,
+    /// naming SQLite's version and the lease table, and the transaction goes on.
+    #[tokio::test]
+    async fn every_lock_is_unsupported_and_points_to_the_lease_table() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE jobs (id INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        let query = || sqlx::query_scalar::<_, i64>("SELECT id FROM jobs");
+        let results = [
+            lock(&mut tx, query()).skip().fetch_all().await,
+            lock(&mut tx, query()).error().fetch_all().await,
+            lock(&mut tx, query())
+                .wait(Duration::from_secs(1))
+                .fetch_all()
+                .await,
+            lock(&mut tx, query())
+                .mode(Mode::Share)
+                .skip()
+                .fetch_all()
+                .await,
+        ];
+        for result in results {
+            let e = result.unwrap_err();
+            let LockError::Unsupported { backend, what, key } = &e else {
+                panic!("{e}")
+            };
+            assert!(backend.starts_with("sqlite 3."), "{backend}");
+            assert!(what.contains("sqlite://"), "{what}");
+            assert!(key.contains("SELECT id FROM jobs"), "{key}");
+        }
+        sqlx::query("INSERT INTO jobs (id) VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
 }
