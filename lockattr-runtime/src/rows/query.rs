@@ -42,7 +42,7 @@ fn parts<'q, DB: Database>(mut query: impl Execute<'q, DB>) -> Result<Parts<DB>,
     })
 }
 
-/// A query [`lock`] accepts: `sqlx::query`, `query_as` or `query_scalar`, with its binds.
+/// A query [`lock`](super::lock) accepts: `sqlx::query`, `query_as` or `query_scalar`, with its binds.
 pub trait LockQuery<DB: Database>: Send {
     /// One row of the result: `DB::Row`, the `query_as` type, or the `query_scalar` value.
     type Output: Send;

@@ -290,7 +290,9 @@ pub(crate) const fn scan(sql: &str, dialect: Dialect) -> Result<Scan, Refusal> {
     })
 }
 
-/// [`scan`] in both dialects, for a literal whose server is not known at compile time.
+/// Whether a lock clause can be appended to `sql` read as PostgreSQL and as MySQL both would
+/// read it: the check [`sql!`](super::sql) makes at compile time, for a literal whose server
+/// is not known then (at run time the server's own dialect is checked).
 pub const fn check_literal(sql: &str) -> Result<(), Refusal> {
     if let Err(e) = scan(sql, Dialect::Postgres) {
         return Err(e);

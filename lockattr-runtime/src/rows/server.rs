@@ -39,6 +39,7 @@ pub struct Server {
     pub lock_wait_timeout: Option<i64>,
 }
 
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
 /// The first three numbers of a version string (`10.11.6-MariaDB-0+deb12u1` → `(10, 11, 6)`).
 pub(crate) fn parse_version(text: &str) -> (u32, u32, u32) {
     let mut numbers = text
@@ -54,6 +55,7 @@ pub(crate) fn parse_version(text: &str) -> (u32, u32, u32) {
 
 impl Server {
     /// A MySQL or MariaDB server from its `VERSION()`.
+    #[cfg(feature = "mysql")]
     pub(crate) fn mysql(version: &str, lock_wait_timeout: Option<i64>) -> Server {
         // A MariaDB handshake says `5.5.5-10.11.6-MariaDB`; `VERSION()` does not, but be safe.
         let text = version.strip_prefix("5.5.5-").unwrap_or(version);
@@ -76,6 +78,7 @@ impl Server {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// A PostgreSQL server from its `server_version_num` (`160004` → 16.4).
     pub(crate) fn postgres(num: u32) -> Server {
         let (major, minor, patch) = if num >= 100_000 {
@@ -108,6 +111,7 @@ pub enum Failure {
     Other,
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL: `NOWAIT` and `lock_timeout` both fail with SQLSTATE 55P03
 /// (`lock_not_available`); the policy asked tells them apart.
 pub(crate) fn postgres_failure(sqlstate: &str, policy: &Policy) -> Failure {
@@ -118,6 +122,7 @@ pub(crate) fn postgres_failure(sqlstate: &str, policy: &Policy) -> Failure {
     }
 }
 
+#[cfg(feature = "mysql")]
 /// MySQL / MariaDB: error 1205 (`ER_LOCK_WAIT_TIMEOUT`) is MariaDB's `NOWAIT` and both
 /// servers' lock wait timeout; 3572 (`ER_LOCK_NOWAIT`) is MySQL 8's `NOWAIT`.
 pub(crate) fn mysql_failure(number: u16, policy: &Policy) -> Failure {
@@ -128,12 +133,13 @@ pub(crate) fn mysql_failure(number: u16, policy: &Policy) -> Failure {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "postgres", feature = "mysql")))]
 mod tests {
     use super::*;
 
     #[test]
-    fn versions_and_names() {
+    #[cfg(feature = "mysql")]
+    fn mysql_versions_and_names() {
         let maria = Server::mysql("10.11.6-MariaDB-0+deb12u1", Some(50));
         assert_eq!(
             (maria.flavor, maria.version),
@@ -150,11 +156,17 @@ mod tests {
             (mysql.flavor, mysql.name.as_str()),
             (Flavor::MySql, "mysql 8.0.36")
         );
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn postgres_versions_and_names() {
         assert_eq!(Server::postgres(160_004).name, "postgres 16.4");
         assert_eq!(Server::postgres(90_624).version, (9, 6, 24));
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn postgres_tells_conflict_from_timeout_by_the_policy() {
         let wait = Policy::Wait(Duration::from_secs(1));
         assert_eq!(postgres_failure("55P03", &Policy::Error), Failure::Conflict);
@@ -164,6 +176,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mysql")]
     fn mysql_8_and_mariadb_error_numbers() {
         let wait = Policy::Wait(Duration::from_secs(1));
         // MySQL 8's NOWAIT (not run here: no MySQL 8 server on this machine).
