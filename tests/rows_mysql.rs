@@ -45,17 +45,7 @@ async fn set_lock_timeout(conn: &mut MySqlConnection, seconds: u32) {
     .unwrap();
 }
 
-row_locks::shared_tests!(
-    skip_leaves_locked_rows_out,
-    error_is_a_conflict_naming_the_statement_and_server,
-    wait_times_out_after_about_the_wait,
-    wait_gets_the_rows_when_the_holder_commits,
-    commit_and_rollback_release_the_rows,
-    the_lock_timeout_is_set_back_after_the_call,
-    queries_a_clause_cannot_follow_are_refused_unsent,
-    typed_rows_come_back,
-    job_queue_processes_each_job_once,
-);
+row_locks::shared_tests!();
 
 fn row() -> sqlx::query::QueryScalar<'static, Db, i64, sqlx::mysql::MySqlArguments> {
     sqlx::query_scalar("SELECT id FROM rows_mariadb_modes WHERE id = 1")

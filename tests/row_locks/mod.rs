@@ -17,6 +17,19 @@ use super::{lock_timeout, set_lock_timeout, sql, url, Db, SERVER, WAIT};
 
 /// The checks both servers run, as `#[tokio::test]`s.
 macro_rules! shared_tests {
+    () => {
+        $crate::row_locks::shared_tests!(
+            skip_leaves_locked_rows_out,
+            error_is_a_conflict_naming_the_statement_and_server,
+            wait_times_out_after_about_the_wait,
+            wait_gets_the_rows_when_the_holder_commits,
+            commit_and_rollback_release_the_rows,
+            the_lock_timeout_is_set_back_after_the_call,
+            queries_a_clause_cannot_follow_are_refused_unsent,
+            typed_rows_come_back,
+            job_queue_processes_each_job_once,
+        );
+    };
     ($($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

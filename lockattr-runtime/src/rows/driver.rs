@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::Database;
+use sqlx::error::DatabaseError;
+use sqlx::{Database, Executor};
 
 use super::query::Parts;
 use super::scan::Dialect;
@@ -40,4 +41,30 @@ pub trait Driver: Database {
 
     /// What a failed statement means under `policy`.
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure;
+}
+
+/// [`Driver::run`] for a database whose connections are sqlx executors (all of them).
+pub(super) fn run<DB>(
+    conn: &mut DB::Connection,
+    query: Parts<DB>,
+    all: bool,
+) -> BoxFuture<'_, Result<Vec<DB::Row>, sqlx::Error>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    Box::pin(async move {
+        match all {
+            true => conn.fetch_all(query).await,
+            false => Ok(conn.fetch_optional(query).await?.into_iter().collect()),
+        }
+    })
+}
+
+/// The server's own error inside `error`, if that is what it is.
+pub(super) fn server_error<E: DatabaseError>(error: &sqlx::Error) -> Option<&E> {
+    match error {
+        sqlx::Error::Database(e) => e.try_downcast_ref::<E>(),
+        _ => None,
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
 use sqlx::{Executor, MySql};
 
-use super::driver::Driver;
+use super::driver::{self, Driver};
 use super::query::Parts;
 use super::scan::Dialect;
 use super::server::{mysql_failure, Failure, Policy, Server};
@@ -49,26 +49,16 @@ impl Driver for MySql {
     }
 
     fn run(
-        conn: &mut MySqlConnection,
+        conn: &mut Self::Connection,
         query: Parts<MySql>,
         all: bool,
     ) -> BoxFuture<'_, Result<Vec<MySqlRow>, sqlx::Error>> {
-        Box::pin(async move {
-            match all {
-                true => conn.fetch_all(query).await,
-                false => Ok(conn.fetch_optional(query).await?.into_iter().collect()),
-            }
-        })
+        driver::run::<MySql>(conn, query, all)
     }
 
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure {
-        match error {
-            sqlx::Error::Database(e) => match e.try_downcast_ref::<MySqlDatabaseError>() {
-                Some(my) => mysql_failure(my.number(), policy),
-                None => Failure::Other,
-            },
-            _ => Failure::Other,
-        }
+        driver::server_error::<MySqlDatabaseError>(error)
+            .map_or(Failure::Other, |e| mysql_failure(e.number(), policy))
     }
 }
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
-use sqlx::{Executor, Postgres};
+use sqlx::Postgres;
 
-use super::driver::Driver;
+use super::driver::{self, Driver};
 use super::query::Parts;
 use super::scan::Dialect;
 use super::server::{postgres_failure, Failure, Policy, Server};
@@ -63,25 +63,15 @@ impl Driver for Postgres {
     }
 
     fn run(
-        conn: &mut PgConnection,
+        conn: &mut Self::Connection,
         query: Parts<Postgres>,
         all: bool,
     ) -> BoxFuture<'_, Result<Vec<PgRow>, sqlx::Error>> {
-        Box::pin(async move {
-            match all {
-                true => conn.fetch_all(query).await,
-                false => Ok(conn.fetch_optional(query).await?.into_iter().collect()),
-            }
-        })
+        driver::run::<Postgres>(conn, query, all)
     }
 
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure {
-        match error {
-            sqlx::Error::Database(e) => match e.try_downcast_ref::<PgDatabaseError>() {
-                Some(pg) => postgres_failure(pg.code(), policy),
-                None => Failure::Other,
-            },
-            _ => Failure::Other,
-        }
+        driver::server_error::<PgDatabaseError>(error)
+            .map_or(Failure::Other, |e| postgres_failure(e.code(), policy))
     }
 }

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Executor, Sqlite};
+use sqlx::Sqlite;
 
-use super::driver::Driver;
+use super::driver::{self, Driver};
 use super::query::Parts;
 use super::scan::Dialect;
 use super::server::{parse_version, Failure, Flavor, Policy, Server};
@@ -52,9 +52,9 @@ impl Driver for Sqlite {
     fn run(
         conn: &mut SqliteConnection,
         query: Parts<Sqlite>,
-        _all: bool,
+        all: bool,
     ) -> BoxFuture<'_, Result<Vec<SqliteRow>, sqlx::Error>> {
-        Box::pin(async move { conn.fetch_all(query).await })
+        driver::run::<Sqlite>(conn, query, all)
     }
 
     fn failure(_error: &sqlx::Error, _policy: &Policy) -> Failure {
