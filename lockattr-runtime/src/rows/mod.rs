@@ -49,9 +49,10 @@
 //! statement fails.
 //!
 //! **One clause, always.** The query is the user's own `sqlx::query`, `query_as` or
-//! `query_scalar` (with its binds and typed rows: a tuple, or a `#[derive(sqlx::FromRow)]` type); lockattr appends the clause, and a policy
-//! must be chosen exactly once before anything can be fetched (a builder without one has no
-//! `fetch_*`, one with one has no `skip`/`error`/`wait`). A query the clause cannot be
+//! `query_scalar`, with its binds and typed rows (a tuple, or a `#[derive(sqlx::FromRow)]`
+//! type); lockattr appends the clause, and a policy must be chosen exactly once before
+//! anything can be fetched (a builder without one has no `fetch_*`, one with one has no
+//! `skip`/`error`/`wait`). A query the clause cannot be
 //! appended to is refused with [`LockError::InvalidOptions`] before anything is sent: not a
 //! `SELECT`, a top-level `UNION`/`INTERSECT`/`EXCEPT`, a lock clause of its own (`FOR …`,
 //! `LOCK IN SHARE MODE`), a `;`, a top-level `INTO`, and on PostgreSQL `DISTINCT`,
@@ -71,7 +72,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | `skip` | `SKIP LOCKED` | `SKIP LOCKED` | `SKIP LOCKED` | `Unsupported` |
 //! | `error` | `NOWAIT` (SQLSTATE 55P03) | `NOWAIT` (error 1205) | `NOWAIT` (error 3572) | `Unsupported` |
-//! | `wait(d)` | `lock_timeout`, set with `set_config(…, true)` for the statement, in ms (55P03) | `innodb_lock_wait_timeout`, whole seconds rounded up (1205) | the same | `Unsupported` |
+//! | `wait(d)` | `lock_timeout` via `set_config(…, true)`, in ms, set back after the statement (55P03) | `innodb_lock_wait_timeout`, whole seconds rounded up (1205) | the same | `Unsupported` |
 //! | modes | all four, `OF` | `Update`, `Share` | `Update`, `Share`, `OF` | none |
 //!
 //! After a `wait`, the session's lock timeout is set back to what it was, also when the
@@ -268,8 +269,6 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
         };
         let mut parts = parts.map_err(|reason| invalid("(a prepared statement)", &reason))?;
         let label = clause::label(parts.sql.as_str());
-        let scan = scan::scan(parts.sql.as_str(), DB::DIALECT)
-            .map_err(|refusal| invalid(&label, refusal.message()))?;
         if let Some(bad) = of.iter().find(|t| !clause::is_table_name(t)) {
             return Err(invalid(
                 &label,
@@ -289,6 +288,9 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
                 what,
             }
         })?;
+        // After `Unsupported`: a server without row locks says so whatever the query.
+        let scan = scan::scan(parts.sql.as_str(), DB::DIALECT)
+            .map_err(|refusal| invalid(&label, refusal.message()))?;
         let sep = if scan.ends_in_line_comment { "\n" } else { " " };
         let sql = format!("{}{sep}{lock_clause}", parts.sql.as_str());
         let key = clause::label(&sql);
