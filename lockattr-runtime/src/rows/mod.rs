@@ -235,7 +235,8 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
         self.run(true).await
     }
 
-    /// The first row, locked, or `None`.
+    /// The first row, locked, or `None`. PostgreSQL stops at the first row; MySQL / MariaDB
+    /// lock every row the query selects: write `LIMIT 1` to lock one row on every server.
     pub async fn fetch_optional(self) -> Result<Option<Q::Output>, LockError> {
         Ok(self.run(false).await?.into_iter().next())
     }
