@@ -27,6 +27,7 @@ macro_rules! shared_tests {
             the_lock_timeout_is_set_back_after_the_call,
             queries_a_clause_cannot_follow_are_refused_unsent,
             typed_rows_come_back,
+            fetch_optional_locks_as_documented,
             job_queue_processes_each_job_once,
         );
     };
@@ -377,6 +378,26 @@ pub async fn typed_rows_come_back() {
         .await
         .unwrap();
     assert_eq!(none, None);
+}
+
+/// `fetch_optional` returns the first row, and the server locks every row selected.
+pub async fn fetch_optional_locks_as_documented() {
+    let pool = pool().await;
+    jobs_table(&pool, "rows_optional", 2).await;
+    let mut tx = pool.begin().await.unwrap();
+    let first = rows::lock(&mut tx, ids("rows_optional", 2))
+        .error()
+        .fetch_optional()
+        .await;
+    assert_eq!(first.unwrap(), Some(1));
+    let mut other = pool.begin().await.unwrap();
+    let second = sqlx::query_scalar(AssertSqlSafe("SELECT id FROM rows_optional WHERE id = 2"));
+    let second: Result<Vec<i64>, _> = rows::lock(&mut other, second).error().fetch_all().await;
+    // Every row the query selected is locked, not only the one returned.
+    assert!(
+        matches!(second, Err(LockError::Conflict { .. })),
+        "{second:?}"
+    );
 }
 
 /// The job queue: `PROCESSES` processes of `WORKERS` workers each claim jobs with

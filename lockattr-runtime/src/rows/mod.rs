@@ -235,13 +235,14 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
         self.run(true).await
     }
 
-    /// The first row, locked, or `None`. PostgreSQL stops at the first row; MySQL / MariaDB
-    /// lock every row the query selects: write `LIMIT 1` to lock one row on every server.
+    /// The first row, or `None`. The server locks every row the query selects, not only the
+    /// first: write `LIMIT 1` to lock one.
     pub async fn fetch_optional(self) -> Result<Option<Q::Output>, LockError> {
         Ok(self.run(false).await?.into_iter().next())
     }
 
-    /// The first row, locked; no row is a [`LockError::Backend`] (`sqlx::Error::RowNotFound`).
+    /// The first row; no row is a [`LockError::Backend`] (`sqlx::Error::RowNotFound`). As with
+    /// [`fetch_optional`](Self::fetch_optional), every row selected is locked.
     pub async fn fetch_one(self) -> Result<Q::Output, LockError> {
         let backend = DB::KIND;
         let mut rows = self.run(false).await?;
