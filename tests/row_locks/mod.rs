@@ -378,6 +378,18 @@ pub async fn typed_rows_come_back() {
         .await
         .unwrap();
     assert_eq!(none, None);
+    let e = rows::lock(&mut tx, ids("rows_typed", 0))
+        .error()
+        .fetch_one()
+        .await
+        .unwrap_err();
+    let LockError::Backend { key, backend, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        key.as_deref().is_some_and(|k| k.contains("rows_typed")) && backend.starts_with(SERVER),
+        "{e}"
+    );
 }
 
 /// `fetch_optional` returns the first row, and the server locks every row selected.

@@ -232,25 +232,24 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, NoPolicy>
 impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolicy> {
     /// Every row, locked (with `skip`: every row nobody else held).
     pub async fn fetch_all(self) -> Result<Vec<Q::Output>, LockError> {
-        self.run(true).await
+        self.run(true, false).await
     }
 
     /// The first row, or `None`. The server locks every row the query selects, not only the
     /// first: write `LIMIT 1` to lock one.
     pub async fn fetch_optional(self) -> Result<Option<Q::Output>, LockError> {
-        Ok(self.run(false).await?.into_iter().next())
+        Ok(self.run(false, false).await?.into_iter().next())
     }
 
     /// The first row; no row is a [`LockError::Backend`] (`sqlx::Error::RowNotFound`). As with
     /// [`fetch_optional`](Self::fetch_optional), every row selected is locked.
     pub async fn fetch_one(self) -> Result<Q::Output, LockError> {
-        let backend = DB::KIND;
-        let mut rows = self.run(false).await?;
-        rows.pop()
-            .ok_or_else(|| LockError::backend(backend, None, sqlx::Error::RowNotFound))
+        let mut rows = self.run(false, true).await?;
+        Ok(rows.remove(0))
     }
 
-    async fn run(self, all: bool) -> Result<Vec<Q::Output>, LockError> {
+    /// Every row (`all`) or at most one; `one`: no row is `RowNotFound`.
+    async fn run(self, all: bool, one: bool) -> Result<Vec<Q::Output>, LockError> {
         let RowLock {
             tx,
             query,
@@ -329,6 +328,9 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
             Failure::Other => failed(e),
         })?;
         tracing::debug!(key = %key, backend = %backend, rows = rows.len(), "rows locked");
+        if one && rows.is_empty() {
+            return Err(failed(sqlx::Error::RowNotFound));
+        }
         rows.into_iter()
             .map(|row| Q::decode(row).map_err(failed))
             .collect()
