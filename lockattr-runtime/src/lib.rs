@@ -33,6 +33,8 @@ mod metrics;
 mod outcome;
 mod registry;
 mod schedule;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub mod rows;
 mod sites;
 pub mod token;
 pub mod url;

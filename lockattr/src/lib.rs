@@ -24,6 +24,8 @@
 //! - [`sites`] and [`check`]: every lock site in the program, checked against the configured
 //!   backends at start-up ([`init`] checks the sites of the backend it configures).
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
+//! - `lockattr::rows` (features `postgres`, `mysql`): row locks inside the caller's sqlx
+//!   transaction (`SKIP LOCKED`, `NOWAIT`, a lock timeout) with the same `on_conflict` policies.
 //!
 //! Backends are cargo features. The default build has `memory://` (one process) and
 //! `sqlite://PATH` (feature `sqlite`, on by default): a lease table in a local file, so
