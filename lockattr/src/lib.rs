@@ -45,6 +45,9 @@
 pub use lockattr_macros::distributed_lock;
 pub use lockattr_runtime::*;
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 /// The README's Rust examples, compiled (and, unless marked `no_run`, run) by
 /// `cargo test --doc`.
 #[cfg(doctest)]

@@ -29,7 +29,7 @@ const SEEDED_MIN: u64 = 1_000_000_000_000_000;
 /// in the background.
 pub(super) struct RedisClient {
     /// One reconnecting multiplexed connection; cloning it is cheap.
-    conn: ConnectionManager,
+    pub(super) conn: ConnectionManager,
     /// What the URL asks for: time limits, prefix, and the redaction of the password.
     pub(super) options: RedisOptions,
     /// The token-checked and queue scripts.

@@ -131,6 +131,7 @@ use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+mod admin;
 mod client;
 mod listener;
 mod options;
@@ -210,6 +211,10 @@ impl Backend for RedisBackend {
 
     fn max_key_len(&self) -> usize {
         MAX_KEY_LEN
+    }
+
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 
     fn try_acquire<'a>(
