@@ -120,7 +120,17 @@ async fn held_inspect_and_forced_release(url: &str) {
     let (code, text) = cli(&["inspect", url, "job:other"]);
     assert_eq!((code, text.contains("is not held")), (1, true), "{text}");
 
-    // `release` refuses without --force, and leaves the lock alone.
+    forced_release(&locks, url, holder).await;
+    let (code, text) = cli(&["held", url]);
+    assert_eq!(code, 0);
+    assert!(text.starts_with("no locks held"), "{text}");
+}
+
+/// What every backend does the same: `release` refuses without `--force` and leaves the
+/// lock alone; `release --force` frees it (and then finds nothing); the next holder (on
+/// a handle of its own) gets a greater token, and the forced-out holder `Lost`.
+async fn forced_release(locks: &Locks, url: &str, holder: lockattr::LockGuard) {
+    let token = holder.token();
     let (code, _) = cli(&["release", url, KEY]);
     assert_eq!(code, 2);
     assert!(locks.inspect(KEY).await.unwrap().is_some());
@@ -129,7 +139,6 @@ async fn held_inspect_and_forced_release(url: &str) {
         .await
         .expect("still held after a refused release");
 
-    // `release --force`.
     let (code, text) = cli(&["release", url, KEY, "--force"]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("by force"), "{text}");
@@ -141,8 +150,8 @@ async fn held_inspect_and_forced_release(url: &str) {
         false
     );
 
-    // Fencing holds, and the forced-out holder learns it at its next extend.
-    let next = locks
+    let other = connect(url).await;
+    let next = other
         .lock(KEY)
         .ttl(TTL)
         .try_acquire()
@@ -155,9 +164,59 @@ async fn held_inspect_and_forced_release(url: &str) {
         other => panic!("the forced-out holder's extend gave {other:?}"),
     }
     next.release().await.unwrap();
-    let (code, text) = cli(&["held", url]);
-    assert_eq!(code, 0);
-    assert!(text.starts_with("no locks held"), "{text}");
+}
+
+/// A session backend (`postgres://`, `mysql://`): the server knows the holding session,
+/// not the lease. `inspect` shows the lock with its session (and, on PostgreSQL, this
+/// process's pid from `application_name`); token and time left are unknown. `lists`:
+/// whether `held` can list on this server (else it says so, exit code 4).
+async fn session_backend(url: &str, lists: bool, pid_known: bool) {
+    let locks = connect(url).await;
+    let holder = locks
+        .lock(KEY)
+        .ttl(TTL)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let inspected = locks.inspect(KEY).await.unwrap().expect("held");
+    assert_eq!(inspected.token, Fence::Unknown);
+    assert_eq!(inspected.time_left, None);
+    let owner = inspected.owner.expect("the holding session");
+    assert!(owner.session.is_some(), "{owner:?}");
+    if pid_known {
+        assert_eq!(owner.pid, Some(std::process::id()));
+    }
+    assert!(locks.inspect("job:other").await.unwrap().is_none());
+
+    let (code, json) = cli(&["inspect", url, KEY, "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["lock"]["token_kind"], "unknown");
+    assert_eq!(json["lock"]["owner"]["session"], owner.session.unwrap());
+
+    let (code, listed) = cli(&["held", url, "--json"]);
+    if lists {
+        assert_eq!(code, 0, "{listed}");
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        let sessions: Vec<&Value> = listed["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| &l["owner"]["session"])
+            .collect();
+        assert!(
+            sessions.contains(&&json["lock"]["owner"]["session"]),
+            "{listed}"
+        );
+    } else {
+        assert_eq!(code, 4, "{listed}");
+        assert!(matches!(
+            locks.held().await,
+            Err(LockError::Unsupported { .. })
+        ));
+    }
+    forced_release(&locks, url, holder).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,4 +327,41 @@ impl lockattr::backend::Backend for NoAdmin {
     ) -> lockattr::backend::BoxFuture<'a, lockattr::backend::BackendResult<bool>> {
         self.0.extend(key, owner, ttl)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions() {
+    session_backend(&isolated(&postgres_url(), "pg"), true, true).await;
+}
+
+/// The shared MariaDB runs without `performance_schema`: `held` says it cannot list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_sessions() {
+    session_backend(&isolated(&mysql_url(), "my"), false, false).await;
+}
+
+/// A private MariaDB with the metadata-lock instrument on: `held` lists `GET_LOCK` locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_sessions_with_performance_schema() {
+    let mut server = lockattr_tests::PrivateMariaDb::install();
+    server
+        .start_with(&[
+            "--performance-schema=ON",
+            "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
+        ])
+        .await;
+    let url = isolated(&server.url(), "myps");
+    session_backend(&url, true, false).await;
+    // The listing shows the readable key.
+    let locks = connect(&url).await;
+    let _guard = locks
+        .lock(KEY)
+        .ttl(TTL)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    let held = locks.held().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].key.as_deref(), Some(KEY));
 }

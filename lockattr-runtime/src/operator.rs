@@ -2,7 +2,7 @@
 //! forced release. The `lockattr` command line (feature `cli` of `lockattr`) calls these;
 //! each backend answers through its [`Admin`](crate::backend::admin::Admin).
 
-use crate::backend::admin::{Admin, HeldLock};
+use crate::backend::admin::{Admin, CannotList, HeldLock};
 use crate::error::LockError;
 use crate::handle::Locks;
 
@@ -45,10 +45,18 @@ impl Locks {
     /// ```
     pub async fn held(&self) -> Result<Vec<HeldLock>, LockError> {
         let admin = self.admin(EVERY_KEY)?;
-        let mut held = admin
-            .held(self.prefix())
-            .await
-            .map_err(|e| self.backend_error(EVERY_KEY, e))?;
+        let mut held =
+            admin
+                .held(self.prefix())
+                .await
+                .map_err(|e| match e.downcast::<CannotList>() {
+                    Ok(cannot) => LockError::Unsupported {
+                        key: EVERY_KEY.to_owned(),
+                        backend: self.backend_name().to_owned(),
+                        what: format!("listing its locks: {cannot}"),
+                    },
+                    Err(e) => self.backend_error(EVERY_KEY, e),
+                })?;
         for lock in &mut held {
             lock.key = self.readable_key(&lock.stored_key);
         }

@@ -71,6 +71,9 @@ pub struct Owner {
     pub pid: Option<u32>,
     /// The function holding it (`module::name`), where recorded.
     pub function: Option<String>,
+    /// The server's id of the database session holding it (PostgreSQL's backend pid,
+    /// MySQL's connection id), on the session backends: a forced release ends it.
+    pub session: Option<u64>,
 }
 
 impl Owner {
@@ -81,7 +84,7 @@ impl Owner {
             Some((host, pid)) if pid.parse::<u32>().is_ok() => Owner {
                 host: Some(host.to_owned()),
                 pid: pid.parse().ok(),
-                function: None,
+                ..Owner::default()
             },
             _ => Owner {
                 host: Some(holder.to_owned()),
@@ -104,11 +107,26 @@ impl std::fmt::Display for Owner {
         if let Some(function) = &self.function {
             parts.push(format!("fn {function}"));
         }
+        if let Some(session) = self.session {
+            parts.push(format!("session {session}"));
+        }
         if parts.is_empty() {
             return f.write_str("?");
         }
         f.write_str(&parts.join(" "))
     }
+}
+
+/// This host's name, as the owner of the locks this process takes is recorded (the lease
+/// table's `holder`, PostgreSQL sessions' `application_name`).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// One held lock, as an operator sees it.
@@ -147,6 +165,21 @@ impl HeldLock {
         self
     }
 }
+
+/// The error [`Admin::held`] returns when this backend, as its server is configured,
+/// cannot list its locks (MySQL without the `performance_schema` metadata-lock
+/// instrument): [`Locks::held`](crate::Locks::held) answers it as
+/// [`LockError::Unsupported`](crate::LockError::Unsupported) with this reason.
+#[derive(Debug)]
+pub struct CannotList(pub String);
+
+impl std::fmt::Display for CannotList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CannotList {}
 
 /// Listing, inspecting and force-releasing a backend's locks. Every key here is a stored
 /// key (prefixed, and hashed if too long), as [`Locks`](crate::Locks) makes them.

@@ -129,13 +129,14 @@ fn lock_value(lock: &HeldLock) -> Value {
             "host": o.host,
             "pid": o.pid,
             "function": o.function,
+            "session": o.session,
         })),
     })
 }
 
 /// `held --json`: `{"backend", "prefix", "locks": [{"key", "stored_key", "token",
 /// "token_kind" ("exact", "at_most", "unknown"), "time_left_ms", "owner": {"host", "pid",
-/// "function"} or null}]}`, on one line.
+/// "function", "session"} or null}]}`, on one line; unknown values are `null`.
 pub fn held_json(locks: &Locks, held: &[HeldLock]) -> String {
     let value = json!({
         "backend": locks.backend_name(),
@@ -229,6 +230,7 @@ lockattr:xxxx#0123456789abcdef0123456789abcdef (hashed)      <=17000000000000000
         assert_eq!(first["owner"]["host"], "h");
         assert_eq!(first["owner"]["pid"], 9);
         assert!(first["owner"]["function"].is_null());
+        assert!(first["owner"]["session"].is_null());
 
         let missing: Value = serde_json::from_str(&lock_json(&locks, "b", None)).unwrap();
         assert_eq!(missing["held"], false);

@@ -59,6 +59,7 @@
 //! - `postgres/` (statements, fencing blocks, set-up) and `mysql.rs`: each server's
 //!   statements ([`SessionSql`]).
 
+mod admin;
 mod books;
 mod keeper;
 mod locking;
@@ -215,7 +216,7 @@ impl<D: SessionSql> Drop for SessionBackend<D> {
     }
 }
 
-impl<D: SessionSql> Backend for SessionBackend<D> {
+impl<D: admin::AdminSql> Backend for SessionBackend<D> {
     fn kind(&self) -> &'static str {
         D::KIND
     }
@@ -266,6 +267,10 @@ impl<D: SessionSql> Backend for SessionBackend<D> {
 
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         self.pool.lost(key, owner)
+    }
+
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 }
 

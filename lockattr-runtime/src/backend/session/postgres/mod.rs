@@ -59,6 +59,7 @@
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 
+mod admin;
 mod fences;
 mod setup;
 
