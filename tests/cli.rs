@@ -365,3 +365,53 @@ async fn mysql_sessions_with_performance_schema() {
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].key.as_deref(), Some(KEY));
 }
+
+/// A renewing holder in another process (`lockattr-holder`, the attribute with
+/// `renew = true`), released by force through the CLI: its body is cancelled with `Lost`
+/// at its next renewal, and the operator sees its host and pid before releasing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewing_holder_process_is_cancelled_with_lost() {
+    use std::io::{BufRead, BufReader};
+
+    let path = std::env::temp_dir().join(format!("lockattr-cli-proc-{}.db", std::process::id()));
+    let url = isolated(&format!("sqlite://{}", path.display()), "proc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
+        .args([&url, "renewed", "30000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the holder starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let token: u64 = first
+        .strip_prefix("acquired ")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the holder said {first}"));
+
+    let (code, json) = cli(&["inspect", &url, "proc:renewed", "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["lock"]["token"], token);
+    assert_eq!(json["lock"]["owner"]["pid"], child.id());
+
+    let (code, _) = cli(&["release", &url, "proc:renewed", "--force"]);
+    assert_eq!(code, 0);
+    // The holder's next renewal (a third of its 2 s ttl away) finds the lease gone.
+    let next = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .unwrap()
+        .expect("the holder says how it ended")
+        .unwrap();
+    assert_eq!(next, "lost");
+    let _ = child.wait();
+    let locks = connect(&url).await;
+    let after = locks
+        .lock("proc:renewed")
+        .ttl(TTL)
+        .try_acquire()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.token() > token);
+    drop(after);
+    let _ = std::fs::remove_file(path);
+}

@@ -11,8 +11,6 @@
 mod suite;
 mod table_support;
 
-use std::time::Duration;
-
 use lockattr_tests::{mysql_url, with_param, PrivateMariaDb};
 use sqlx::{Connection, Executor};
 use suite::block_on;
