@@ -58,6 +58,8 @@ COMMANDS:
     release    break-glass: end the lease on KEY whoever holds it. The next holder's
                fencing token is still greater, and the forced-out holder gets `Lost`
                at its next renewal, extend or release. Refused without --force.
+               On postgres:// and mysql:// session locks it ends the holder's
+               database session: every other lock on that session is lost too.
 
 OPTIONS:
     --json     print JSON for scripts instead of a table
@@ -66,9 +68,13 @@ OPTIONS:
     --version  print the version
 
 URL is a lockattr backend URL, with its ?prefix= if the programs use one:
-    redis://[user:pass@]host[:port][/db], sqlite://PATH, postgres://…?mode=table,
-    mysql://…?mode=table (the lease tables), memory:// (this process only: always empty)
-Backends that cannot list their locks say so (exit code 4). Passwords are never printed.
+    sqlite://PATH, postgres://…?mode=table, mysql://…?mode=table (lease tables: exact
+    token, time left, host and pid); redis://[user:pass@]host[:port][/db] (token shown
+    as <=N, the key's fencing counter); postgres://… (advisory locks: listed by hash,
+    host and pid of the holder); mysql://… (GET_LOCK: listed only if performance_schema
+    records metadata locks; inspect works everywhere); memory:// (this process only).
+Unknown values print as `?`. Backends that cannot list say so (exit code 4).
+Passwords are never printed.
 
 EXAMPLES:
     lockattr held redis://127.0.0.1:6379

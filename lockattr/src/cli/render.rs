@@ -205,9 +205,9 @@ mod tests {
         let table = held_table(&locks, &held);
         let expected = "\
 2 locks held on memory://render-tests (prefix `lockattr:`)
-KEY                                                          TOKEN                  TIME LEFT  OWNER
-flush:acme                                                   42                     29.1s      web-1 pid 4242
-lockattr:xxxx#0123456789abcdef0123456789abcdef (hashed)      <=1700000000000000007  ?          ?
+KEY                                                      TOKEN                  TIME LEFT  OWNER
+flush:acme                                               42                     29.1s      web-1 pid 4242
+lockattr:xxxx#0123456789abcdef0123456789abcdef (hashed)  <=1700000000000000007  ?          ?
 <=N: the key's fencing counter; the holder's token is at most N
 ";
         assert_eq!(table, expected);

@@ -106,6 +106,7 @@
 //! +script|load +get +psubscribe +publish` plus those the pipelines and scripts run:
 //! `+exists +set +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del +append`.
 //! Without the channel permission `connect` fails with the server's `NOPERM` message.
+//! The operator's `lockattr held` needs `+scan` as well (see `admin.rs`).
 //!
 //! # Limits
 //!
