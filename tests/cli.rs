@@ -43,6 +43,14 @@ fn isolated(url: &str, name: &str) -> String {
     with_param(url, &format!("prefix=cli-{}-{name}:", std::process::id()))
 }
 
+/// Takes `key` for [`TTL`]; it must be free.
+async fn take(locks: &Locks, key: &str) -> lockattr::LockGuard {
+    match locks.lock(key).ttl(TTL).try_acquire().await {
+        Ok(Some(guard)) => guard,
+        other => panic!("`{key}` is not free on {}: {other:?}", locks.backend_name()),
+    }
+}
+
 async fn connect(url: &str) -> Locks {
     lockattr::connect(url)
         .await
@@ -62,13 +70,7 @@ fn shows_token(seen: Fence, token: u64) -> bool {
 async fn held_inspect_and_forced_release(url: &str) {
     let locks = connect(url).await;
     assert!(locks.can_list(), "{url}");
-    let holder = locks
-        .lock(KEY)
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .expect("a free key");
+    let holder = take(&locks, KEY).await;
     let token = holder.token();
 
     // The library API.
@@ -151,13 +153,7 @@ async fn forced_release(locks: &Locks, url: &str, holder: lockattr::LockGuard) {
     );
 
     let other = connect(url).await;
-    let next = other
-        .lock(KEY)
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .expect("free after the forced release");
+    let next = take(&other, KEY).await;
     assert!(next.token() > token, "{} after {token}", next.token());
     match holder.extend(TTL).await {
         Err(LockError::Lost { .. }) => {}
@@ -172,13 +168,7 @@ async fn forced_release(locks: &Locks, url: &str, holder: lockattr::LockGuard) {
 /// whether `held` can list on this server (else it says so, exit code 4).
 async fn session_backend(url: &str, lists: bool, pid_known: bool) {
     let locks = connect(url).await;
-    let holder = locks
-        .lock(KEY)
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let holder = take(&locks, KEY).await;
     let inspected = locks.inspect(KEY).await.unwrap().expect("held");
     assert_eq!(inspected.token, Fence::Unknown);
     assert_eq!(inspected.time_left, None);
@@ -250,13 +240,7 @@ async fn the_lease_table_shows_the_owner() {
     let url = with_param(&postgres_url(), "mode=table");
     let url = isolated(&url, "owner");
     let locks = connect(&url).await;
-    let _guard = locks
-        .lock(KEY)
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let _guard = take(&locks, KEY).await;
     let (code, json) = cli(&["inspect", &url, KEY, "--json"]);
     assert_eq!(code, 0);
     let json: Value = serde_json::from_str(&json).unwrap();
@@ -354,13 +338,7 @@ async fn mysql_sessions_with_performance_schema() {
     session_backend(&url, true, false).await;
     // The listing shows the readable key.
     let locks = connect(&url).await;
-    let _guard = locks
-        .lock(KEY)
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let _guard = take(&locks, KEY).await;
     let held = locks.held().await.unwrap();
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].key.as_deref(), Some(KEY));
@@ -404,13 +382,7 @@ async fn a_renewing_holder_process_is_cancelled_with_lost() {
     assert_eq!(next, "lost");
     let _ = child.wait();
     let locks = connect(&url).await;
-    let after = locks
-        .lock("proc:renewed")
-        .ttl(TTL)
-        .try_acquire()
-        .await
-        .unwrap()
-        .unwrap();
+    let after = take(&locks, "proc:renewed").await;
     assert!(after.token() > token);
     drop(after);
     let _ = std::fs::remove_file(path);
