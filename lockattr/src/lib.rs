@@ -24,6 +24,9 @@
 //! - [`sites`] and [`check`]: every lock site in the program, checked against the configured
 //!   backends at start-up ([`init`] checks the sites of the backend it configures).
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
+//! - `lockattr::cli` (cargo feature `cli`): the `lockattr` binary for operators, which lists,
+//!   inspects and force-releases held locks through [`Locks::held`], [`Locks::inspect`] and
+//!   [`Locks::force_release`].
 //!
 //! Backends are cargo features. The default build has `memory://` (one process) and
 //! `sqlite://PATH` (feature `sqlite`, on by default): a lease table in a local file, so
