@@ -11,9 +11,7 @@
 mod suite;
 mod table_support;
 
-use std::time::Duration;
-
-use lockattr_tests::{mysql_url, with_param};
+use lockattr_tests::{mysql_url, with_param, PrivateMariaDb};
 use sqlx::{Connection, Executor};
 use suite::block_on;
 
@@ -84,94 +82,6 @@ fn unreachable_database_is_a_backend_error() {
     block_on(table_support::unreachable_database_is_a_backend_error(
         "mysql://root:hunter2@127.0.0.1:1/test?mode=table",
     ));
-}
-
-/// A private MariaDB server (its own folder and port).
-struct PrivateMariaDb {
-    dir: std::path::PathBuf,
-    port: u32,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateMariaDb {
-    fn install() -> Self {
-        let dir = suite::scratch_dir("my");
-        let out = std::process::Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .args([
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .output()
-            .expect("mariadb-install-db runs");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = 20000 + (std::process::id() + 7) % 20000;
-        PrivateMariaDb {
-            dir,
-            port,
-            child: None,
-        }
-    }
-
-    async fn start(&mut self) {
-        let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("mariadbd");
-        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let child = std::process::Command::new(server)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", self.dir.join("data").display()))
-            .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .arg(format!("--port={}", self.port))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-grant-tables",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=16M",
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("mariadbd starts");
-        self.child = Some(child);
-        let admin = format!("mysql://root@127.0.0.1:{}/mysql", self.port);
-        let up = suite::eventually(Duration::from_secs(30), || async {
-            sqlx::MySqlConnection::connect(&admin).await.ok()
-        })
-        .await;
-        let mut c = up.expect("the private MariaDB answers");
-        c.execute("CREATE DATABASE IF NOT EXISTS test")
-            .await
-            .unwrap();
-    }
-
-    /// A clean shutdown (SIGTERM), as a service manager's restart does.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateMariaDb {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A private MariaDB, restarted for real during a hold: the lease survives, and the same

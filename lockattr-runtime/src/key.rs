@@ -131,6 +131,27 @@ pub fn storage_key<'a>(prefix: &str, key: &'a str, max_len: usize) -> Cow<'a, st
     Cow::Owned(format!("{}#{hash}", &full[..head_len]))
 }
 
+/// Whether `stored` has the form [`storage_key`] gives a key too long for `max_len`: at
+/// most `max_len` bytes (and no more than 3 fewer, the most a character boundary takes
+/// off), ending with `#` and 32 lower-case hex digits. Such a key cannot be read back.
+///
+/// ```
+/// use lockattr::key::{looks_hashed, storage_key};
+/// let long = "x".repeat(100);
+/// assert!(looks_hashed(&storage_key("lockattr:", &long, 64), 64));
+/// assert!(!looks_hashed("lockattr:flush:acme", 64));
+/// ```
+pub fn looks_hashed(stored: &str, max_len: usize) -> bool {
+    let bytes = stored.as_bytes();
+    bytes.len() <= max_len
+        && bytes.len() + 3 >= max_len
+        && bytes.len() > HASH_HEX_DIGITS
+        && bytes[bytes.len() - HASH_HEX_DIGITS - 1] == b'#'
+        && bytes[bytes.len() - HASH_HEX_DIGITS..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
 /// The shortest `max_len` a backend may declare: room for the `#` and the hash.
 pub const MIN_HASHED_KEY_LEN: usize = HASH_HEX_DIGITS + 1;
 

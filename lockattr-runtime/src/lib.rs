@@ -30,6 +30,7 @@ pub mod key;
 mod lease;
 mod locked_call;
 mod metrics;
+mod operator;
 mod outcome;
 mod registry;
 mod schedule;

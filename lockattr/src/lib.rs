@@ -26,6 +26,9 @@
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
 //! - `lockattr::rows` (features `postgres`, `mysql`): row locks inside the caller's sqlx
 //!   transaction (`SKIP LOCKED`, `NOWAIT`, a lock timeout) with the same `on_conflict` policies.
+//! - `lockattr::cli` (cargo feature `cli`): the `lockattr` binary for operators, which lists,
+//!   inspects and force-releases held locks through [`Locks::held`], [`Locks::inspect`] and
+//!   [`Locks::force_release`].
 //!
 //! Backends are cargo features. The default build has `memory://` (one process) and
 //! `sqlite://PATH` (feature `sqlite`, on by default): a lease table in a local file, so
@@ -46,6 +49,9 @@
 
 pub use lockattr_macros::distributed_lock;
 pub use lockattr_runtime::*;
+
+#[cfg(feature = "cli")]
+pub mod cli;
 
 /// The README's Rust examples, compiled (and, unless marked `no_run`, run) by
 /// `cargo test --doc`.

@@ -15,6 +15,11 @@ mod private_postgres;
 
 pub use private_postgres::{as_postgres, PrivatePostgres};
 
+#[cfg(feature = "mysql")]
+mod private_mariadb;
+#[cfg(feature = "mysql")]
+pub use private_mariadb::PrivateMariaDb;
+
 fn from_env(var: &str, default: &str) -> String {
     std::env::var(var)
         .ok()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::admin::{Fence, HeldLock};
 use super::{Acquire, Backend, BackendResult, BoxFuture, Granted};
 use crate::error::LockError;
 use crate::token::OwnerToken;
@@ -45,6 +46,8 @@ struct Slot {
 struct Holder {
     owner: OwnerToken,
     expires: Instant,
+    /// The holder's fencing token, for [`Admin`](super::admin::Admin).
+    fence: u64,
 }
 
 impl Slot {
@@ -71,6 +74,7 @@ impl Store {
         slot.holder = Some(Holder {
             owner: *req.owner,
             expires: now + req.ttl,
+            fence,
         });
         Granted { fence }
     }
@@ -194,6 +198,10 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
+    }
+
     fn try_acquire<'a>(
         &'a self,
         req: Acquire<'a>,
@@ -256,6 +264,60 @@ impl Backend for MemoryBackend {
                 true
             }
             None => false,
+        };
+        Box::pin(async move { Ok(held) })
+    }
+}
+
+impl MemoryBackend {
+    /// The lock on `key` if held now, as an operator sees it.
+    fn held_now(key: &str, slot: &Slot, now: Instant) -> Option<HeldLock> {
+        let holder = slot.live_holder(now)?;
+        Some(HeldLock::new(
+            key.to_owned(),
+            Fence::Exact(holder.fence),
+            Some(holder.expires - now),
+        ))
+    }
+}
+
+/// The store is this process's own: every lock is listed with its exact token and
+/// deadline; the owner is always this process, so none is shown.
+impl super::admin::Admin for MemoryBackend {
+    fn held<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, BackendResult<Vec<HeldLock>>> {
+        let now = Instant::now();
+        let held = self
+            .store
+            .slots()
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .filter_map(|(key, slot)| Self::held_now(key, slot, now))
+            .collect();
+        Box::pin(async move { Ok(held) })
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        stored_key: &'a str,
+    ) -> BoxFuture<'a, BackendResult<Option<HeldLock>>> {
+        let now = Instant::now();
+        let held = (self.store.slots().get(stored_key))
+            .and_then(|slot| Self::held_now(stored_key, slot, now));
+        Box::pin(async move { Ok(held) })
+    }
+
+    /// Frees the slot and wakes its waiters; the next grant takes the next number of the
+    /// store's counter, so its token is greater.
+    fn force_release<'a>(&'a self, stored_key: &'a str) -> BoxFuture<'a, BackendResult<bool>> {
+        let now = Instant::now();
+        let mut slots = self.store.slots();
+        let held = match slots.get_mut(stored_key) {
+            Some(slot) if slot.live_holder(now).is_some() => {
+                slot.holder = None;
+                slot.notify.notify_waiters();
+                true
+            }
+            _ => false,
         };
         Box::pin(async move { Ok(held) })
     }

@@ -13,6 +13,7 @@ use crate::error::{BoxError, LockError};
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+pub mod admin;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -306,6 +307,12 @@ pub trait Backend: Send + Sync + 'static {
     fn lost<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> BoxFuture<'a, ()> {
         let _ = (key, owner);
         Box::pin(std::future::pending())
+    }
+
+    /// Listing, inspecting and force-releasing this backend's locks, for operators
+    /// ([`admin`]). The default, `None`, says that this backend cannot list its locks.
+    fn admin(&self) -> Option<&dyn admin::Admin> {
+        None
     }
 }
 

@@ -106,6 +106,7 @@
 //! +script|load +get +psubscribe +publish` plus those the pipelines and scripts run:
 //! `+exists +set +incr +time +zrange +zscore +zadd +zrem +pexpire +pttl +del +append`.
 //! Without the channel permission `connect` fails with the server's `NOPERM` message.
+//! The operator's `lockattr held` needs `+scan` as well (see `admin.rs`).
 //!
 //! # Limits
 //!
@@ -131,6 +132,7 @@ use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+mod admin;
 mod client;
 mod listener;
 mod options;
@@ -210,6 +212,10 @@ impl Backend for RedisBackend {
 
     fn max_key_len(&self) -> usize {
         MAX_KEY_LEN
+    }
+
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 
     fn try_acquire<'a>(

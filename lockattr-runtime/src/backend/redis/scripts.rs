@@ -29,6 +29,8 @@ pub(super) struct Scripts {
     pub(super) extend: Script,
     /// A waiter leaves the queue, handing on a key that was handed to it.
     pub(super) leave: Script,
+    /// An operator's forced release: ends the lease whoever holds it (see `admin.rs`).
+    pub(super) force_release: Script,
 }
 
 impl Scripts {
@@ -59,6 +61,9 @@ impl Scripts {
             ),
             extend: Script::new(include_str!("scripts/extend.lua")),
             leave: Script::new(&[QUEUE, include_str!("scripts/leave.lua")].concat()),
+            force_release: Script::new(
+                &[QUEUE, include_str!("scripts/force_release.lua")].concat(),
+            ),
         }
     }
 }

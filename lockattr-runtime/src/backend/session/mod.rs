@@ -59,6 +59,7 @@
 //! - `postgres/` (statements, fencing blocks, set-up) and `mysql.rs`: each server's
 //!   statements ([`SessionSql`]).
 
+mod admin;
 mod books;
 mod keeper;
 mod locking;
@@ -221,7 +222,7 @@ impl<D: SessionSql> Drop for SessionBackend<D> {
     }
 }
 
-impl<D: SessionSql> Backend for SessionBackend<D> {
+impl<D: admin::AdminSql> Backend for SessionBackend<D> {
     fn kind(&self) -> &'static str {
         D::KIND
     }
@@ -285,6 +286,10 @@ impl<D: SessionSql> Backend for SessionBackend<D> {
             let now = pool.options.statement(timer.as_mut(), clock).await?;
             Ok(Some(now))
         })
+    }
+
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 }
 

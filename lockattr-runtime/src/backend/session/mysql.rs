@@ -361,6 +361,115 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<MySql>, Lock
     Ok(SessionBackend::new(dialect, first, max_name, options))
 }
 
+/// The operator's statements (see `session/admin.rs`). Held locks are listed from
+/// `performance_schema.metadata_locks` (`USER LEVEL LOCK`), which needs the server started
+/// with `performance_schema = ON` and the instrument `wait/lock/metadata/sql/mdl` enabled
+/// (MySQL 8's defaults; MariaDB has both off by default: start it with
+/// `--performance-schema=ON --performance-schema-instrument='wait/lock/metadata/sql/mdl=ON'`).
+/// Without them `held` answers that it cannot list, rather than an empty list; `inspect`
+/// and a forced release work on every server (`IS_USED_LOCK`, then `KILL CONNECTION`).
+/// The owner is the holding connection: its id and client address (`PROCESSLIST`).
+impl super::admin::AdminSql for MySql {
+    async fn held(
+        &self,
+        conn: &mut MyConn,
+        prefix: &str,
+    ) -> Result<Vec<crate::backend::admin::HeldLock>, BoxError> {
+        use crate::backend::admin::CannotList;
+        let scrub = |e| self.secrets.error(e);
+        let (on, instrument): (i64, Option<String>) = sqlx::query_as(
+            "SELECT CAST(@@performance_schema AS SIGNED), (SELECT ENABLED FROM \
+             performance_schema.setup_instruments WHERE NAME = 'wait/lock/metadata/sql/mdl')",
+        )
+        .fetch_one(&mut conn.conn)
+        .await
+        .map_err(scrub)?;
+        if on != 1 || instrument.as_deref() != Some("YES") {
+            return Err(Box::new(CannotList(
+                "the server does not record user-level locks in \
+                 `performance_schema.metadata_locks` (it needs `performance_schema = ON` and \
+                 the instrument `wait/lock/metadata/sql/mdl`, off by default on MariaDB); \
+                 `inspect KEY` works without them"
+                    .into(),
+            )));
+        }
+        let rows: Vec<(String, u64, Option<String>)> = sqlx::query_as(
+            "SELECT CONVERT(m.OBJECT_NAME USING utf8mb4), CAST(t.PROCESSLIST_ID AS UNSIGNED), p.HOST \
+             FROM performance_schema.metadata_locks m \
+             JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID \
+             LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.PROCESSLIST_ID \
+             WHERE m.OBJECT_TYPE = 'USER LEVEL LOCK' AND m.LOCK_STATUS = 'GRANTED'",
+        )
+        .fetch_all(&mut conn.conn)
+        .await
+        .map_err(scrub)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(name, _, _)| name.starts_with(prefix))
+            .map(|(name, id, host)| session_lock(name, id, host))
+            .collect())
+    }
+
+    async fn inspect(
+        &self,
+        conn: &mut MyConn,
+        stored: &str,
+    ) -> Result<Option<crate::backend::admin::HeldLock>, BoxError> {
+        let row: (Option<u64>, Option<String>) = sqlx::query_as(
+            "SELECT c.id, (SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = c.id) \
+             FROM (SELECT CAST(IS_USED_LOCK(?) AS UNSIGNED) AS id) c",
+        )
+        .bind(stored)
+        .fetch_one(&mut conn.conn)
+        .await
+        .map_err(|e| self.secrets.error(e))?;
+        Ok(row.0.map(|id| session_lock(stored.to_owned(), id, row.1)))
+    }
+
+    async fn force_release(&self, conn: &mut MyConn, stored: &str) -> Result<bool, BoxError> {
+        let scrub = |e| self.secrets.error(e);
+        let holder: Option<u64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS UNSIGNED)")
+            .bind(stored)
+            .fetch_one(&mut conn.conn)
+            .await
+            .map_err(scrub)?;
+        let Some(id) = holder else {
+            return Ok(false);
+        };
+        // `id` is a number the server gave: nothing to escape.
+        sqlx::query(AssertSqlSafe(format!("KILL CONNECTION {id}")))
+            .persistent(false)
+            .execute(&mut conn.conn)
+            .await
+            .map_err(scrub)?;
+        // The killed connection frees its locks as it ends, soon after `KILL` returns:
+        // wait for it (the caller bounds this by `timeout_ms`), so the key is free on return.
+        loop {
+            let still: Option<u64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS UNSIGNED)")
+                .bind(stored)
+                .fetch_one(&mut conn.conn)
+                .await
+                .map_err(scrub)?;
+            if still != Some(id) {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A `GET_LOCK` lock held by connection `id` from `host`: its token and deadline are the
+/// holder's own, unknown here.
+fn session_lock(name: String, id: u64, host: Option<String>) -> crate::backend::admin::HeldLock {
+    use crate::backend::admin::{Fence, HeldLock, Owner};
+    let owner = Owner {
+        host,
+        session: Some(id),
+        ..Owner::default()
+    };
+    HeldLock::new(name, Fence::Unknown, None).with_owner(Some(owner))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

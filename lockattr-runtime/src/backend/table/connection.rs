@@ -230,6 +230,33 @@ impl LeaseTable {
         .map_err(|f| self.error(f))
     }
 
+    /// Runs a statement that returns leases as rows of `(name, fence, milliseconds left,
+    /// holder)`, for [`Admin`](crate::backend::admin::Admin).
+    pub(super) async fn fetch_leases(
+        &self,
+        statement: &Statement,
+        bindings: &Bindings<'_>,
+    ) -> BackendResult<Vec<(String, i64, i64, String)>> {
+        on_connection!(self, |conn| {
+            let query = bound!(statement, bindings);
+            match query.fetch_all(&mut *conn).await {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            row.try_get(0)?,
+                            row.try_get(1)?,
+                            row.try_get(2)?,
+                            row.try_get(3)?,
+                        ))
+                    })
+                    .collect(),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|f| self.error(f))
+    }
+
     /// Runs one statement without parameters whose result is not needed (DDL).
     pub(super) async fn run_ddl(&self, ddl: &str) -> Result<(), Failure> {
         let ddl: std::sync::Arc<str> = std::sync::Arc::from(ddl);

@@ -174,6 +174,7 @@ use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
 use crate::error::LockError;
 use crate::url::{BackendUrl, Secrets};
 
+mod admin;
 mod connection;
 mod open;
 mod queue;
@@ -325,6 +326,10 @@ impl Backend for TableBackend {
 
     fn supports(&self, capability: Capability) -> bool {
         matches!(capability, Capability::MinHold | Capability::Extend)
+    }
+
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 
     fn try_acquire<'a>(

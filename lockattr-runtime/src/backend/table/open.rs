@@ -258,13 +258,11 @@ fn sqlite(url: &BackendUrl) -> Result<(ConnectOptions, String, Timeouts), LockEr
 
 /// `host:pid` of this process, for the `holder` column.
 pub(super) fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    let holder = format!("{host}:{}", std::process::id());
+    let holder = format!(
+        "{}:{}",
+        crate::backend::admin::host_name(),
+        std::process::id()
+    );
     match holder.char_indices().nth(200) {
         Some((end, _)) => holder[..end].to_owned(),
         None => holder,

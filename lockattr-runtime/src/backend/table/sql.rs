@@ -122,7 +122,7 @@ impl Server {
     /// Turns a template into this server's SQL: `{t}`, `{w}`, `{now}`, `{least}` are
     /// replaced, and `:name`-style parameters become `?N` (SQLite), `$N` (PostgreSQL) or
     /// `?` (MySQL, bound once per occurrence).
-    fn statement(self, table: &str, template: &str) -> Statement {
+    pub(super) fn statement(self, table: &str, template: &str) -> Statement {
         let text = template
             .replace("{w}", &format!("{table}_waiters"))
             .replace("{t}", table)

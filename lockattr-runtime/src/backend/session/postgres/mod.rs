@@ -18,6 +18,9 @@
 //!   of its own while it waits, at most `max_waiting` of them (default 32; more waiters
 //!   queue in the process, first come first served). Session locks need a real session:
 //!   do not point this URL at PgBouncer in transaction pooling mode.
+//!   Each session's `application_name` is `lockattr <pid>@<host>` unless the URL sets
+//!   one, so that an operator (`lockattr held`, `pg_stat_activity`) sees which process
+//!   holds a lock; it is set once when the session opens.
 //! - **Expiry**: enforced by the server through `idle_session_timeout`, kept by every
 //!   statement at the time left to the earliest deadline of the session's leases plus
 //!   0.5 s (the statement sets it only when that changes: back-to-back takes of one ttl
@@ -59,6 +62,7 @@
 //! - **`min_hold`** is [`Unsupported`](crate::LockError::Unsupported): a session lock ends
 //!   with the process that holds it.
 
+mod admin;
 mod fences;
 mod setup;
 

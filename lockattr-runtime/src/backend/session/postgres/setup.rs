@@ -172,7 +172,7 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<SessionBackend<Postgres>, L
         })?
         .disable_statement_logging();
     if !url.params.contains_key("application_name") {
-        connect_options = connect_options.application_name("lockattr");
+        connect_options = connect_options.application_name(&super::admin::application_name());
     }
     let dialect = Postgres {
         options: connect_options,
