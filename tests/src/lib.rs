@@ -10,6 +10,8 @@ pub const REDIS_URL_ENV: &str = "LOCKATTR_TEST_REDIS_URL";
 pub const POSTGRES_URL_ENV: &str = "LOCKATTR_TEST_POSTGRES_URL";
 /// The variable that overrides [`mysql_url`].
 pub const MYSQL_URL_ENV: &str = "LOCKATTR_TEST_MYSQL_URL";
+/// The variable that overrides [`memcached_url`].
+pub const MEMCACHED_URL_ENV: &str = "LOCKATTR_TEST_MEMCACHED_URL";
 
 mod private_postgres;
 
@@ -37,6 +39,12 @@ pub fn postgres_url() -> String {
 /// `mysql://root@127.0.0.1:3306/test`. No query parameters: callers append theirs.
 pub fn mysql_url() -> String {
     from_env(MYSQL_URL_ENV, "mysql://root@127.0.0.1:3306/test")
+}
+
+/// The shared Memcached server: `$LOCKATTR_TEST_MEMCACHED_URL`, else
+/// `memcached://127.0.0.1:11211`.
+pub fn memcached_url() -> String {
+    from_env(MEMCACHED_URL_ENV, "memcached://127.0.0.1:11211")
 }
 
 /// `url` with one more query parameter (`?` or `&` as needed).
