@@ -373,7 +373,16 @@ impl Backend for MemcachedBackend {
     ) -> BoxFuture<'a, BackendResult<Option<Granted>>> {
         Box::pin(async move {
             let names = Names::of(req.key)?;
-            Ok(match self.client.attempt(&names, &req).await? {
+            let mut pending = waiting::Pending {
+                client: self.client.clone(),
+                names: names.clone(),
+                owner: req.owner.hex_digits(),
+                ticket: None,
+                in_flight: true,
+            };
+            let taken = self.client.attempt(&names, &req).await;
+            pending.in_flight = taken.is_err();
+            Ok(match taken? {
                 Taken::Granted(granted) => Some(granted),
                 Taken::Refused => None,
             })

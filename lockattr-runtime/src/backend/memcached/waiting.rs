@@ -115,18 +115,25 @@ pub(super) fn line_waits(head_reply: &Reply, tickets_reply: &Reply) -> bool {
     }
 }
 
-/// A wait in flight. If it ends early (an error, or its future dropped), the lease its
-/// last attempt may have taken is given back and its claim passed on, in the background;
-/// should that fail, both run out by themselves.
-struct PendingWait {
-    client: Arc<Client>,
-    names: Names,
-    owner: [u8; 32],
-    ticket: Option<u64>,
-    in_flight: bool,
+/// An acquisition in flight. If it ends early (an error such as a timeout, or its future
+/// dropped), the lease its last attempt may have taken is given back and a waiter's
+/// claim passed on, in the background; should that fail, both run out by themselves.
+pub(super) struct Pending {
+    pub(super) client: Arc<Client>,
+    pub(super) names: Names,
+    pub(super) owner: [u8; 32],
+    /// The waiter's ticket, once it has one.
+    pub(super) ticket: Option<u64>,
+    /// False once the acquisition ended normally: nothing to clean up.
+    pub(super) in_flight: bool,
 }
 
-impl Drop for PendingWait {
+/// How often the clean-up of an abandoned attempt looks for its lease, and how far apart:
+/// an attempt that timed out may reach a stalled server only when it answers again.
+const CLEANUP_TRIES: u32 = 20;
+const CLEANUP_PAUSE: Duration = Duration::from_millis(250);
+
+impl Drop for Pending {
     fn drop(&mut self) {
         if !self.in_flight {
             return;
@@ -142,14 +149,27 @@ impl Drop for PendingWait {
             names.lock, client.pool.options.backend
         );
         wait::spawn_detached(format_args!("{what}"), async move {
-            let gone = client.delete_if(&names.lock, &owner).await;
-            let passed = match ticket {
-                Some(t) => client.pass_turn(&names, t).await,
-                None => Ok(()),
-            };
-            if let Err(e) = gone.and(passed) {
-                tracing::debug!(error = %e, key = names.lock, "cleaning up an abandoned Memcached lock attempt failed; it expires by itself");
+            if let Some(t) = ticket {
+                let _ = client.pass_turn(&names, t).await;
             }
+            // Done once the lease was deleted, or not found twice by a server that answers
+            // (the attempt's own command may arrive after the first look).
+            let mut absent = 0;
+            for _ in 0..CLEANUP_TRIES {
+                match client.delete_if(&names.lock, &owner).await {
+                    Ok(true) => return,
+                    Ok(false) if absent == 1 => return,
+                    Ok(false) => absent += 1,
+                    Err(e) => {
+                        tracing::debug!(error = %e, key = names.lock, "cleaning up an abandoned Memcached lock attempt failed; trying again")
+                    }
+                }
+                tokio::time::sleep(CLEANUP_PAUSE).await;
+            }
+            tracing::debug!(
+                key = names.lock,
+                "gave up cleaning up an abandoned Memcached lock attempt; it expires by itself"
+            );
         });
     }
 }
@@ -164,7 +184,7 @@ impl Client {
     ) -> BackendResult<Option<Granted>> {
         let names = Names::of(req.key)?;
         let local = LocalWaiters::global().register(self.local_name(&names));
-        let mut pending = PendingWait {
+        let mut pending = Pending {
             client: self.clone(),
             names: names.clone(),
             owner: req.owner.hex_digits(),
