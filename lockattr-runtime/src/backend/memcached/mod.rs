@@ -41,11 +41,11 @@
 //!
 //! # Operations
 //!
-//! - **acquire** (uncontended): one round trip, three pipelined commands: `ms K|l 32
+//! - **acquire** (uncontended): one round trip, two pipelined commands: `ms K|l 32
 //!   T<ttl> ME c` (add: stored only if the key is free; answers the item's CAS), and
-//!   `mg` of `K|w` and `K|t`. When the line says somebody waits, the key just taken is
-//!   given back (`md K|l C<cas>`, a second round trip) and the caller is refused or
-//!   queues: a newcomer never jumps the line;
+//!   `mg K|w v`. When the line has a head (somebody waits, or was just served while
+//!   others wait), the key just taken is given back (`md K|l C<cas>`, a second round
+//!   trip) and the caller is refused or queues: a newcomer never jumps the line;
 //! - **release**: one round trip, `md K|l C<cas>`: deletes only the item this lease
 //!   stored (any other write to it, such as a takeover after expiry, changed its CAS).
 //!   With `min_hold`, `ms K|l … T<rest> C<cas>` instead keeps it for what remains;
@@ -57,7 +57,9 @@
 //!   claim). Only the claimant takes the key when it comes free, then marks its turn
 //!   served; the next ticket claims at once, and each later one after letting every
 //!   older ticket try for 30 ms (a waiter that vanished holds nobody up for longer). A
-//!   claim not refreshed for about 2 s lapses. Memcached cannot notify, so waiters poll
+//!   claim not refreshed for about 2 s lapses. A served mark is deleted at once when no
+//!   later ticket was handed out, so an uncontended acquisition after the line emptied
+//!   finds it empty. Memcached cannot notify, so waiters poll
 //!   (jittered, 2 ms up to 50 ms); a release in the same process wakes its waiters at once.
 //!
 //! The CAS of each lease is remembered by the backend that took it; a release or
@@ -305,17 +307,16 @@ impl Client {
         let answers = self
             .run(&[
                 self.take_command(names, req),
-                Command::line(&format!("mg {} v c", names.wanted)),
-                Command::line(&format!("mg {} v", names.tickets)),
+                Command::line(&format!("mg {} v", names.wanted)),
             ])
             .await?;
-        let [taken, head, tickets] = &answers.replies[..] else {
+        let [taken, head] = &answers.replies[..] else {
             return Err("the server sent too few answers".into());
         };
         let Some(granted) = self.granted(names, req, taken, answers.server_started)? else {
             return Ok(Taken::Refused);
         };
-        if waiting::line_waits(head, tickets) {
+        if waiting::line_waits(head) {
             self.delete_if(&names.lock, &req.owner.hex_digits()).await?;
             return Ok(Taken::Refused);
         }

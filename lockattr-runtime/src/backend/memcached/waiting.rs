@@ -100,19 +100,10 @@ fn head(reply: &Reply) -> (Head, u64) {
 }
 
 /// Whether a key just granted outside the line must be given back to the line: somebody
-/// claims the next turn, or tickets were handed out after the last one served.
-pub(super) fn line_waits(head_reply: &Reply, tickets_reply: &Reply) -> bool {
-    let last_ticket = match tickets_reply {
-        Reply::Value { data, .. } => std::str::from_utf8(data)
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok()),
-        _ => None,
-    };
-    match head(head_reply).0 {
-        Head::Empty => false,
-        Head::Claimed(_) => true,
-        Head::Served(n) => last_ticket.is_some_and(|last| last > n),
-    }
+/// claims the next turn, or a turn was served while later tickets were out (the served
+/// mark is deleted when none were).
+pub(super) fn line_waits(head_reply: &Reply) -> bool {
+    head(head_reply).0 != Head::Empty
 }
 
 /// An acquisition in flight. If it ends early (an error such as a timeout, or its future
@@ -311,12 +302,30 @@ impl Client {
         Ok(Some(granted))
     }
 
-    /// Sets the head to `s<ticket>` if it still holds this claim (CAS `claim`).
+    /// Sets the head to `s<ticket>` if it still holds this claim (CAS `claim`); deletes
+    /// the mark again if no later ticket was handed out, so that the next uncontended
+    /// acquisition finds the line empty.
     async fn mark_served(&self, names: &Names, ticket: u64, claim: u64) -> BackendResult<()> {
-        let flags = format!("T{} C{claim}", expiry_secs(CLAIM));
+        let flags = format!("T{} C{claim} c", expiry_secs(CLAIM));
         let value = format!("s{ticket}");
-        self.run_one(Command::set(&names.wanted, &flags, value.as_bytes()))
+        let answers = self
+            .run(&[
+                Command::set(&names.wanted, &flags, value.as_bytes()),
+                Command::line(&format!("mg {} v", names.tickets)),
+            ])
             .await?;
+        let last_ticket = match &answers.replies[1] {
+            Reply::Value { data, .. } => std::str::from_utf8(data)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok()),
+            _ => None,
+        };
+        if let Reply::Stored { cas: Some(mark) } = answers.replies[0] {
+            if last_ticket.is_none_or(|last| last <= ticket) {
+                let md = format!("md {} C{mark}", names.wanted);
+                self.run_one(Command::line(&md)).await?;
+            }
+        }
         Ok(())
     }
 
@@ -350,10 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn a_grant_outside_the_line_is_given_back_only_while_somebody_waits() {
-        assert!(!line_waits(&Reply::NotFound, &Reply::NotFound));
-        assert!(line_waits(&value("3"), &value("3")));
-        assert!(!line_waits(&value("s3"), &value("3")));
-        assert!(line_waits(&value("s3"), &value("4")));
+    fn a_grant_outside_the_line_is_given_back_while_the_line_has_a_head() {
+        assert!(!line_waits(&Reply::NotFound));
+        assert!(line_waits(&value("3")));
+        assert!(line_waits(&value("s3")));
     }
 }
