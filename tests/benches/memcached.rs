@@ -4,7 +4,8 @@
 //! loads in the same run, printed as a table.
 //!
 //! 1. Uncontended acquire + release through `Locks`, next to the raw pair it is built on
-//!    (`ms K 32 T31 ME c`, then `md K C<cas>`) on one plain connection.
+//!    (`ms K 32 T31 ME c`, then `md K C<cas>`) on one plain connection, the two measured
+//!    alternately (medians of 5000 each).
 //! 2. Handoff: 8 contenders (one `Locks` each) on one key, each waiting with `acquire`;
 //!    the time from one holder's release call to the next grant, p50 and p99, and the
 //!    fairness measure: the most holds by others that any one acquisition waited through.
@@ -66,11 +67,12 @@ async fn line(conn: &mut BufStream<TcpStream>) -> String {
     line.trim_end().to_owned()
 }
 
-/// The raw `ms … ME c` + `md … C<cas>` pair on one connection.
-async fn raw_pairs(address: &str) -> Duration {
+/// Medians of the raw `ms … ME c` + `md … C<cas>` pair on one connection and of the
+/// same pair through `locks`, measured alternately so that both see the same load.
+async fn raw_and_api_pairs(address: &str, locks: &Locks, key: &str) -> (Duration, Duration) {
     let mut conn = BufStream::new(TcpStream::connect(address).await.unwrap());
     conn.get_ref().set_nodelay(true).unwrap();
-    let mut samples = Vec::new();
+    let (mut raw, mut api) = (Vec::new(), Vec::new());
     for i in 0..PAIRS {
         let started = Instant::now();
         let token = format!("{:032x}", u128::from(i) * 0x9E37_79B9_7F4A_7C15);
@@ -85,9 +87,20 @@ async fn raw_pairs(address: &str) -> Duration {
             .unwrap();
         conn.flush().await.unwrap();
         assert_eq!(line(&mut conn).await, "HD");
-        samples.push(started.elapsed());
+        raw.push(started.elapsed());
+
+        let started = Instant::now();
+        let guard = locks
+            .lock(key)
+            .ttl(Duration::from_secs(30))
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("uncontended lock taken");
+        guard.release().await.unwrap();
+        api.push(started.elapsed());
     }
-    median(samples)
+    (median(raw), median(api))
 }
 
 /// Handoff p50, p99 and the most holds any acquisition waited through.
@@ -181,8 +194,7 @@ async fn main() {
     api_pairs(&mc_locks, &format!("bench:warm:{run}")).await;
     api_pairs(&redis_locks, &format!("bench:warm:{run}")).await;
 
-    let raw = raw_pairs(&address).await;
-    let mc_pair = api_pairs(&mc_locks, &format!("bench:api:{run}")).await;
+    let (raw, mc_pair) = raw_and_api_pairs(&address, &mc_locks, &format!("bench:api:{run}")).await;
     let redis_pair = api_pairs(&redis_locks, &format!("bench:api:{run}")).await;
     let (mc_p50, mc_p99, mc_worst) = handoff(&mc, &format!("bench:handoff:{run}")).await;
     let (r_p50, r_p99, r_worst) = handoff(&redis, &format!("bench:handoff:{run}")).await;
