@@ -2,7 +2,8 @@
 //! free ports: eviction of a held lock under memory pressure, a restart during a hold,
 //! everything flushed between two takes, a server that stops answering, a listener that
 //! never answers, a server without CAS, a newer storage format. Plus the keys it sends
-//! (no whitespace or control bytes, 250 bytes at most) and the ttls it refuses. A missing
+//! (no whitespace or control bytes, 250 bytes at most), the ttls it refuses, and its line
+//! of waiters across processes (no in-process wake-ups there). A missing
 //! `memcached` binary fails the test (`scripts/services.sh memcached` installs it).
 
 use std::net::TcpListener;
@@ -15,6 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod suite;
 use suite::{eventually, take, unique};
+
+// The waiting checks the lease tables run too, each taking a URL.
+#[path = "table_support/mod.rs"]
+mod table_support;
 
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
@@ -501,4 +506,24 @@ async fn many_tasks_share_the_pool() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// Semantic 6 across processes: holder processes that start waiting one after another
+/// take the key in that order, through the line on the server alone.
+#[test]
+fn waiters_in_other_processes_are_served_in_order() {
+    table_support::waiters_in_other_processes_are_served_in_order(&memcached_url());
+}
+
+/// A waiter that times out or is dropped passes its turn on at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_that_give_up_leave_the_line() {
+    table_support::waiters_that_give_up_leave_the_queue(&memcached_url()).await;
+}
+
+/// A waiter process killed while it claims the next turn holds the key up only until its
+/// claim lapses (about 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_waiter_process_lapses() {
+    table_support::killed_waiter_process_lapses(&memcached_url()).await;
 }
