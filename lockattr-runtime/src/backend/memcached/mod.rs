@@ -51,7 +51,7 @@
 //!   With `min_hold`, `ms K|l … T<rest> C<cas>` instead keeps it for what remains;
 //! - **extend**: one round trip, `ms K|l … T<ttl> C<cas> c`, which also gives the new CAS;
 //!   a lease that was taken over or is gone answers `EX` or `NF`, and the caller sees
-//!   [`LockError::Lost`](crate::LockError::Lost);
+//!   [`LockError::Lost`];
 //! - **waiting**: a refused caller takes a ticket (`ma K|t`), and the waiter holding the
 //!   lowest live ticket claims the next turn in `K|w` (by add, or by CAS over a younger
 //!   claim). Only the claimant takes the key when it comes free, then marks its turn
@@ -81,7 +81,7 @@
 //! Memcached counts expiries in whole seconds on a clock that ticks once a second: an
 //! item stored with `T<n>` lives more than `n - 1` and at most `n` seconds (measured here:
 //! `T2` items went after 1.1 to 1.8 s). A ttl must therefore be whole seconds (others are
-//! [`LockError::InvalidOptions`](crate::LockError::InvalidOptions)), and a lease of `n`
+//! [`LockError::InvalidOptions`]), and a lease of `n`
 //! seconds is stored with `T<n + 1>`: the server never frees the key before the holder's
 //! local deadline, and frees a crashed holder's key at most about a second after it.
 //! What remains of a `min_hold` is rounded up the same way. Expiries over 30 days (which
@@ -92,7 +92,7 @@
 //! Memcached is a cache. It evicts items under memory pressure (unless started with
 //! `-M`) and forgets everything when it restarts: either frees a held lock early. A
 //! holder learns it at its next renewal or release (`NF`), which is
-//! [`LockError::Lost`](crate::LockError::Lost), so use `renew = true` with a ttl of a few
+//! [`LockError::Lost`], so use `renew = true` with a ttl of a few
 //! seconds, and fencing tokens where a second holder would do harm. One server only: a
 //! client-side hash over several servers, or a proxy that may route one key to two of
 //! them, is not supported.
@@ -114,16 +114,18 @@ use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+mod names;
 mod options;
 mod protocol;
 mod waiting;
 
+use names::Names;
 use options::{expiry_secs, MemcachedOptions};
 use protocol::{Answers, Command, Pool, Reply};
 use waiting::LocalWaiters;
 
 /// The longest stored key before it is hashed: Memcached's 250 bytes, less the suffix.
-const MAX_KEY_LEN: usize = 248;
+const MAX_KEY_LEN: usize = 250 - names::SUFFIX_LEN;
 /// The most lease CASes remembered; past it, the map starts over.
 const MAX_REMEMBERED: usize = 4096;
 
@@ -140,33 +142,6 @@ pub(super) struct Client {
     pool: Pool,
     /// The CAS of each lease held, by stored key and owner token.
     leases: Mutex<HashMap<(String, [u8; 32]), u64>>,
-}
-
-/// The three names of one lock (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub(super) struct Names {
-    lock: String,
-    tickets: String,
-    wanted: String,
-}
-
-impl Names {
-    /// The names of the lock stored as `stored`; an error for a key Memcached cannot take.
-    fn of(stored: &str) -> BackendResult<Self> {
-        if stored.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(format!(
-                "Memcached keys cannot hold spaces or control bytes, and `{}` does; build \
-                 keys with the attribute or `lockattr::key::escape`",
-                stored.escape_debug()
-            )
-            .into());
-        }
-        Ok(Names {
-            lock: format!("{stored}|l"),
-            tickets: format!("{stored}|t"),
-            wanted: format!("{stored}|w"),
-        })
-    }
 }
 
 /// What one attempt outside the line got.
@@ -440,27 +415,5 @@ impl Backend for MemcachedBackend {
             }
             Ok(extended)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_share_the_key_and_differ_in_a_two_byte_suffix() {
-        let n = Names::of("lockattr:flush:acme").unwrap();
-        assert_eq!(n.lock, "lockattr:flush:acme|l");
-        assert_eq!(n.tickets, "lockattr:flush:acme|t");
-        assert_eq!(n.wanted, "lockattr:flush:acme|w");
-        assert!(MAX_KEY_LEN + 2 <= 250);
-    }
-
-    #[test]
-    fn keys_with_spaces_or_control_bytes_are_refused() {
-        for bad in ["a b", "a\r\nflush_all", "a\tb", "a\u{7f}"] {
-            let e = Names::of(bad).unwrap_err().to_string();
-            assert!(e.contains("spaces or control bytes"), "{e}");
-        }
     }
 }
