@@ -13,6 +13,8 @@ use crate::error::{BoxError, LockError};
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod limit;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 pub mod memory;

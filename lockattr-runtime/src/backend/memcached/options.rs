@@ -2,9 +2,10 @@
 //! place that reads them; and the one rounding of a ttl to Memcached's whole seconds.
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
+pub(super) use crate::backend::limit::TimeLimit;
+#[cfg(test)]
 use crate::backend::BackendResult;
 use crate::error::{BoxError, LockError};
 use crate::url::{BackendUrl, Secrets};
@@ -77,10 +78,12 @@ impl MemcachedOptions {
         Ok(MemcachedOptions {
             address,
             timeout: TimeLimit {
+                server: "Memcached",
                 param: "timeout_ms",
                 length: url.millis("timeout_ms", DEFAULT_TIMEOUT)?,
             },
             connect_timeout: TimeLimit {
+                server: "Memcached",
                 param: "connect_timeout_ms",
                 length: url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
             },
@@ -130,44 +133,6 @@ pub(super) fn expiry_secs(d: Duration) -> u64 {
     let whole = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     (whole + 1).min(MAX_RELATIVE_EXPIRY)
 }
-
-/// A time limit the URL sets: how long, and the parameter that says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TimeLimit {
-    /// The URL parameter, named in the error when the limit runs out.
-    pub(super) param: &'static str,
-    /// The limit.
-    pub(super) length: Duration,
-}
-
-impl TimeLimit {
-    /// What `op` gives, or [`NoAnswer`] naming this limit if `op` takes longer.
-    pub(super) async fn bound<T>(
-        self,
-        op: impl Future<Output = BackendResult<T>>,
-    ) -> BackendResult<T> {
-        tokio::time::timeout(self.length, op)
-            .await
-            .unwrap_or_else(|_| Err(Box::new(NoAnswer(self))))
-    }
-}
-
-/// The server gave no answer within a [`TimeLimit`].
-#[derive(Debug)]
-pub(super) struct NoAnswer(TimeLimit);
-
-impl fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Memcached did not answer within {} ms (the URL's `{}`)",
-            self.0.length.as_millis(),
-            self.0.param
-        )
-    }
-}
-
-impl std::error::Error for NoAnswer {}
 
 #[cfg(test)]
 mod tests {
