@@ -1,5 +1,5 @@
 //! The Memcached backend under faults, against memcached processes these tests start on
-//! free ports: eviction of a held lock under memory pressure, a restart during a hold,
+//! free ports: eviction of a held lock under memory pressure and a restart during a hold,
 //! everything flushed between two takes, a server that stops answering, a listener that
 //! never answers, a server without CAS, a newer storage format. Plus the keys it sends
 //! (no whitespace or control bytes, 250 bytes at most), the ttls it refuses, and its line
@@ -97,19 +97,11 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(status.success(), "kill {signal} failed");
+        lockattr_tests::signal(self.child.as_ref().expect("running"), signal);
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        lockattr_tests::end(&mut self.child);
     }
 
     /// Sends `commands` (each ending in `\r\n`) and returns the answers up to the `mn`
@@ -151,41 +143,57 @@ fn port_of(url: &str) -> u16 {
 }
 
 #[distributed_lock(
-    key = "evict:<id>",
+    key = "renewed:<id>",
     ttl = "3s",
     on_conflict = "error",
     renew = true,
-    backend = "evict"
+    backend = "mc-private"
 )]
-async fn renewed_through_eviction(id: &str) -> Result<(), LockError> {
+async fn renewed(id: &str) -> Result<(), LockError> {
     tokio::time::sleep(Duration::from_secs(20)).await;
     Ok(())
 }
 
-/// A server out of memory evicts a held lock: the renewing holder sees `Lost` at its next
-/// renewal, and the key's next holder gets a greater fencing token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_evicted_lock_is_lost_at_the_next_renewal() {
-    let server = Server::start(1, &[]);
-    let locks = lockattr::init_named("evict", &server.url(""))
-        .await
-        .unwrap();
-    let before = take(&locks, "evict:token", Duration::from_secs(30))
-        .await
-        .unwrap();
-    let token = before.token();
-    drop(before);
-    let body = tokio::spawn(renewed_through_eviction("held"));
-    let lock = "lockattr:evict:held|l";
+/// Waits until `id`'s renewing body holds its lock on `server`.
+async fn held_by_body(server: &Server, id: &str) {
+    let lock = format!("lockattr:renewed:{id}|l");
     let present = eventually(Duration::from_secs(5), || async {
-        server
-            .raw(format!("mg {lock} v\r\n").as_bytes())
-            .await
-            .starts_with("VA")
-            .then_some(())
+        let answer = server.raw(format!("mg {lock} v\r\n").as_bytes()).await;
+        answer.starts_with("VA").then_some(())
     })
     .await;
     assert!(present.is_some(), "the body took its lock");
+}
+
+/// The body ends with `Lost` at its next renewal (every second) after `since`.
+async fn ends_lost(body: tokio::task::JoinHandle<Result<(), LockError>>, since: Instant) {
+    let e = tokio::time::timeout(Duration::from_secs(10), body)
+        .await
+        .expect("the body ends")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, LockError::Lost { .. }), "{e}");
+    assert!(
+        since.elapsed() < Duration::from_secs(3),
+        "Lost came {:?} after the lock was gone",
+        since.elapsed()
+    );
+}
+
+/// A cache can lose a lock. A server out of memory (1 MB) evicts a held lock, and a
+/// restart forgets one: each time the renewing holder sees `Lost` at its next renewal,
+/// and the next holder of a key gets a greater fencing token (after the restart too,
+/// although the server starts its CAS numbers over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_and_restart_lose_held_locks_and_fences_keep_growing() {
+    let mut server = Server::start(1, &[]);
+    let url = server.url("timeout_ms=300&connect_timeout_ms=300");
+    let locks = lockattr::init_named("mc-private", &url).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    let mut tokens = vec![take(&locks, "token", ttl).await.unwrap().token()];
+
+    let body = tokio::spawn(renewed("evicted"));
+    held_by_body(&server, "evicted").await;
     // Fill the server with items of the lock's size (in its slab class) until the lock
     // is evicted; each batch is larger than the server's memory.
     let value = "v".repeat(32);
@@ -196,93 +204,29 @@ async fn an_evicted_lock_is_lost_at_the_next_renewal() {
             fill.push_str(&format!("ms fill:{batch:03}:{i:012} 32 q\r\n{value}\r\n"));
         }
         server.raw(fill.as_bytes()).await;
-        if server
-            .raw(format!("mg {lock} v\r\n").as_bytes())
-            .await
-            .starts_with("EN")
-        {
+        let answer = server.raw(b"mg lockattr:renewed:evicted|l v\r\n").await;
+        if answer.starts_with("EN") {
             evicted = true;
             break;
         }
     }
     assert!(evicted, "the lock was never evicted");
-    let evicted_at = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(10), body)
-        .await
-        .expect("the body ends")
-        .unwrap()
-        .unwrap_err();
-    assert!(matches!(e, LockError::Lost { .. }), "{e}");
-    assert!(
-        evicted_at.elapsed() < Duration::from_secs(3),
-        "Lost came {:?} after the eviction (renewals run every second)",
-        evicted_at.elapsed()
-    );
-    let after = take(&locks, "evict:token", Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert!(
-        after.token() > token,
-        "token {} after {token}",
-        after.token()
-    );
-}
+    ends_lost(body, Instant::now()).await;
+    tokens.push(take(&locks, "token", ttl).await.unwrap().token());
 
-#[distributed_lock(
-    key = "restart:<id>",
-    ttl = "3s",
-    on_conflict = "error",
-    renew = true,
-    backend = "mc-restart"
-)]
-async fn renewed_through_restart(id: &str) -> Result<(), LockError> {
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    Ok(())
-}
-
-/// A restart during a hold forgets the lock: the renewing holder sees `Lost` at its next
-/// renewal, and fencing tokens keep growing although the server starts its CAS over.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_during_a_hold_is_lost_and_fences_keep_growing() {
-    let mut server = Server::start(8, &[]);
-    let url = server.url("timeout_ms=300&connect_timeout_ms=300");
-    let locks = lockattr::init_named("mc-restart", &url).await.unwrap();
-    // Tokens from a server that handed out many CAS numbers.
-    let mut busy = String::new();
-    for i in 0..5000 {
-        busy.push_str(&format!("ms busy:{i} 1 q\r\nx\r\n"));
-    }
-    server.raw(busy.as_bytes()).await;
-    let before = take(&locks, "restart:token", Duration::from_secs(30))
-        .await
-        .unwrap();
-    let token = before.token();
-    drop(before);
-    let body = tokio::spawn(renewed_through_restart("held"));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let body = tokio::spawn(renewed("restarted"));
+    held_by_body(&server, "restarted").await;
+    // The tokens' argument wants a server that ran for a second.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     server.restart();
-    let restarted = Instant::now();
-    let e = tokio::time::timeout(Duration::from_secs(10), body)
-        .await
-        .expect("the body ends")
-        .unwrap()
-        .unwrap_err();
-    assert!(matches!(e, LockError::Lost { .. }), "{e}");
-    assert!(
-        restarted.elapsed() < Duration::from_secs(3),
-        "Lost came {:?} after the restart",
-        restarted.elapsed()
-    );
+    ends_lost(body, Instant::now()).await;
     let after = eventually(Duration::from_secs(5), || async {
-        take(&locks, "restart:token", Duration::from_secs(30)).await
+        take(&locks, "token", ttl).await
     })
     .await
     .expect("the handle works again after the restart");
-    assert!(
-        after.token() > token,
-        "token {} after {token}",
-        after.token()
-    );
+    tokens.push(after.token());
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens {tokens:?}");
 }
 
 /// Fencing tokens need no item that could be lost: with the lock's items deleted and

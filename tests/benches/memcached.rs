@@ -43,19 +43,24 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     percentile(&samples, 0.5)
 }
 
+/// One uncontended acquire + release through `locks`.
+async fn api_pair(locks: &Locks, key: &str) -> Duration {
+    let started = Instant::now();
+    let guard = locks
+        .lock(key)
+        .ttl(Duration::from_secs(30))
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("uncontended lock taken");
+    guard.release().await.unwrap();
+    started.elapsed()
+}
+
 async fn api_pairs(locks: &Locks, key: &str) -> Duration {
     let mut samples = Vec::new();
     for _ in 0..PAIRS {
-        let started = Instant::now();
-        let guard = locks
-            .lock(key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("uncontended lock taken");
-        guard.release().await.unwrap();
-        samples.push(started.elapsed());
+        samples.push(api_pair(locks, key).await);
     }
     median(samples)
 }
@@ -89,16 +94,7 @@ async fn raw_and_api_pairs(address: &str, locks: &Locks, key: &str) -> (Duration
         assert_eq!(line(&mut conn).await, "HD");
         raw.push(started.elapsed());
 
-        let started = Instant::now();
-        let guard = locks
-            .lock(key)
-            .ttl(Duration::from_secs(30))
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("uncontended lock taken");
-        guard.release().await.unwrap();
-        api.push(started.elapsed());
+        api.push(api_pair(locks, key).await);
     }
     (median(raw), median(api))
 }

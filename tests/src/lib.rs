@@ -47,6 +47,28 @@ pub fn memcached_url() -> String {
     from_env(MEMCACHED_URL_ENV, "memcached://127.0.0.1:11211")
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, …) to a server process the test started.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Ends a server process the test started, if it runs (resumed first, should it be
+/// stopped), and reaps it.
+pub fn end(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// `url` with one more query parameter (`?` or `&` as needed).
 pub fn with_param(url: &str, param: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
