@@ -15,6 +15,22 @@
 //!   first one, opened by [`connect`](crate::connect) with the storage format check, and
 //!   each new one later). Example: `memcached://10.0.0.7:11211?connect_timeout_ms=500`.
 //!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockattr::LockError> {
+//! use std::time::Duration;
+//!
+//! let url = "memcached://127.0.0.1:11211?prefix=billing:&timeout_ms=250&connect_timeout_ms=500";
+//! let locks = lockattr::connect(url).await?;
+//! // Memcached counts whole seconds: the ttl is too.
+//! if let Some(guard) = locks.lock("invoice:42").ttl(Duration::from_secs(10)).try_acquire().await? {
+//!     println!("fencing token {}", guard.token());
+//!     guard.release().await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! A limit that runs out is a [`LockError::Backend`] whose message names the parameter and
 //! its value ("Memcached did not answer within 1000 ms (the URL's `timeout_ms`)").
 //! Memcached's text protocol has no login, so a URL with `user:password@` is refused
@@ -407,10 +423,11 @@ impl Backend for MemcachedBackend {
                 .restore(&names.lock, &owner.hex_digits(), ttl)
                 .await?;
             if !extended {
-                tracing::warn!(
+                // The caller reports the loss (`Lost`); this says what Memcached can mean by it.
+                tracing::debug!(
                     backend = self.client.pool.options.backend,
                     key,
-                    "a held lease is gone from Memcached (evicted, expired, or the server restarted)"
+                    "a held lease is gone from Memcached (expired, evicted, or the server restarted)"
                 );
             }
             Ok(extended)
