@@ -2,7 +2,7 @@
 # Starts the lock servers the test suite talks to, idempotently: a server that already
 # answers is left alone; a missing one is installed from Debian's packages and started.
 # Needs root on Debian (as on CI). Usage: scripts/services.sh [redis] [postgres] [mariadb]
-# (no arguments: all of them).
+# [memcached] (no arguments: all of them).
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -97,13 +97,34 @@ start_mariadb() {
   wait_for mariadb 30 mariadb_up
 }
 
+# Answers `version` with `VERSION …` on 127.0.0.1:11211.
+memcached_up() {
+  (
+    exec 3<>/dev/tcp/127.0.0.1/11211 || exit 1
+    printf 'version\r\n' >&3
+    read -r -t 2 answer <&3 && [[ $answer == VERSION* ]]
+  ) 2>/dev/null
+}
+
+start_memcached() {
+  # The Memcached fault tests start their own memcached processes next to the shared one.
+  command -v memcached >/dev/null 2>&1 || install memcached
+  memcached_up && { log "memcached answers"; return 0; }
+  # -u is required as root; the pid file is written after the switch to that user.
+  mkdir -p /tmp/lockattr-mc
+  chown memcache /tmp/lockattr-mc
+  memcached -d -u memcache -l 127.0.0.1 -p 11211 -U 0 -m 64 -P /tmp/lockattr-mc/memcached.pid
+  wait_for memcached 30 memcached_up
+}
+
 services=("$@")
-[ ${#services[@]} -eq 0 ] && services=(redis postgres mariadb)
+[ ${#services[@]} -eq 0 ] && services=(redis postgres mariadb memcached)
 for service in "${services[@]}"; do
   case "$service" in
     redis) start_redis ;;
     postgres) start_postgres ;;
     mariadb) start_mariadb ;;
+    memcached) start_memcached ;;
     *) log "unknown service $service"; exit 2 ;;
   esac
 done

@@ -187,6 +187,9 @@ impl Locks {
                 ),
             ));
         }
+        if let Some(reason) = self.handle.backend.refuses_ttl(ttl) {
+            return Err(self.invalid_options(key, reason));
+        }
         Ok(())
     }
 

@@ -33,8 +33,8 @@
 //! Backends are cargo features. The default build has `memory://` (one process) and
 //! `sqlite://PATH` (feature `sqlite`, on by default): a lease table in a local file, so
 //! `lockattr = "0.1"` alone gives locks that the processes of one host share and that
-//! outlive a crashed holder, with no server. The others are `redis`, `postgres` and
-//! `mysql`; for Redis alone, turn the defaults off:
+//! outlive a crashed holder, with no server. The others are `redis`, `postgres`,
+//! `mysql` and `memcached`; for Redis alone, turn the defaults off:
 //!
 //! ```toml
 //! lockattr = { version = "0.1", default-features = false, features = ["redis"] }

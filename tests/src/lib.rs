@@ -10,6 +10,8 @@ pub const REDIS_URL_ENV: &str = "LOCKATTR_TEST_REDIS_URL";
 pub const POSTGRES_URL_ENV: &str = "LOCKATTR_TEST_POSTGRES_URL";
 /// The variable that overrides [`mysql_url`].
 pub const MYSQL_URL_ENV: &str = "LOCKATTR_TEST_MYSQL_URL";
+/// The variable that overrides [`memcached_url`].
+pub const MEMCACHED_URL_ENV: &str = "LOCKATTR_TEST_MEMCACHED_URL";
 
 mod private_postgres;
 
@@ -42,6 +44,34 @@ pub fn postgres_url() -> String {
 /// `mysql://root@127.0.0.1:3306/test`. No query parameters: callers append theirs.
 pub fn mysql_url() -> String {
     from_env(MYSQL_URL_ENV, "mysql://root@127.0.0.1:3306/test")
+}
+
+/// The shared Memcached server: `$LOCKATTR_TEST_MEMCACHED_URL`, else
+/// `memcached://127.0.0.1:11211`.
+pub fn memcached_url() -> String {
+    from_env(MEMCACHED_URL_ENV, "memcached://127.0.0.1:11211")
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, …) to a server process the test started.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// Ends a server process the test started, if it runs (resumed first, should it be
+/// stopped), and reaps it.
+pub fn end(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// `url` with one more query parameter (`?` or `&` as needed).

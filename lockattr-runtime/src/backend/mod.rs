@@ -14,6 +14,10 @@ use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
 pub mod admin;
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod limit;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -29,14 +33,16 @@ pub(crate) mod wait;
     feature = "redis",
     feature = "sqlite",
     feature = "postgres",
-    feature = "mysql"
+    feature = "mysql",
+    feature = "memcached"
 ))]
 mod format;
 #[cfg(any(
     feature = "redis",
     feature = "sqlite",
     feature = "postgres",
-    feature = "mysql"
+    feature = "mysql",
+    feature = "memcached"
 ))]
 pub(crate) use format::{format_refused, FORMAT};
 
@@ -96,6 +102,8 @@ pub const COMPILED_IN: &[&str] = &[
     "mysql",
     #[cfg(feature = "mysql")]
     "mariadb",
+    #[cfg(feature = "memcached")]
+    "memcached",
 ];
 
 /// The cargo feature of `lockattr` that builds the backend of each server scheme.
@@ -107,6 +115,7 @@ const FEATURES: &[(&str, &str)] = &[
     ("postgresql", "postgres"),
     ("mysql", "mysql"),
     ("mariadb", "mysql"),
+    ("memcached", "memcached"),
 ];
 
 /// Opens the backend `url` names: the one place a scheme is mapped to a backend. Each
@@ -128,6 +137,8 @@ pub(crate) async fn open(url: &BackendUrl) -> Result<Box<dyn Backend>, LockError
         "mysql" | "mariadb" if table::is_table_url(url) => Ok(Box::new(table::open(url).await?)),
         #[cfg(feature = "mysql")]
         "mysql" | "mariadb" => open_session_mysql(url).await,
+        #[cfg(feature = "memcached")]
+        "memcached" => Ok(Box::new(memcached::MemcachedBackend::open(url).await?)),
         other => Err(not_compiled_in(url, other)),
     }
 }
@@ -250,6 +261,14 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Why the backend cannot keep a lease of `ttl` (for instance a server that counts
+    /// whole seconds), if it cannot: the request is then
+    /// [`LockError::InvalidOptions`] with this reason. The default keeps every ttl.
+    fn refuses_ttl(&self, ttl: Duration) -> Option<String> {
+        let _ = ttl;
+        None
+    }
+
     /// Takes the key if nobody holds it (and, on backends that queue, nobody waits for it).
     fn try_acquire<'a>(&'a self, req: Acquire<'a>)
         -> BoxFuture<'a, BackendResult<Option<Granted>>>;
@@ -347,11 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn schemes_lockattr_does_not_have_are_unknown() {
-        for url in [
-            "memcached://127.0.0.1:11211",
-            "etcd://127.0.0.1:2379",
-            "gopher://x",
-        ] {
+        for url in ["etcd://127.0.0.1:2379", "gopher://x"] {
             let msg = refused(url).await;
             assert!(msg.contains("unknown backend"), "{msg}");
             assert!(msg.contains("memory"), "lists what there is: {msg}");
@@ -364,5 +379,15 @@ mod tests {
         let msg = refused("rediss://u:hunter2@h:6380").await;
         assert!(msg.contains("enable the cargo feature `redis`"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[cfg(not(feature = "memcached"))]
+    #[tokio::test]
+    async fn memcached_without_its_feature_names_the_feature() {
+        let msg = refused("memcached://127.0.0.1:11211").await;
+        assert!(
+            msg.contains("enable the cargo feature `memcached`"),
+            "{msg}"
+        );
     }
 }

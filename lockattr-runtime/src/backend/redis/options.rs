@@ -1,12 +1,13 @@
 //! The parameters of a `redis://` or `rediss://` URL, read once into [`RedisOptions`]: the
 //! only place that reads them.
 
-use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
 use redis::Client;
 
+use crate::backend::limit::NoAnswer;
+pub(super) use crate::backend::limit::TimeLimit;
+#[cfg(test)]
 use crate::backend::BackendResult;
 use crate::error::{BoxError, LockError};
 use crate::url::{BackendUrl, Secrets};
@@ -52,10 +53,12 @@ impl RedisOptions {
         let secrets = url.secrets();
         Ok(RedisOptions {
             timeout: TimeLimit {
+                server: "Redis",
                 param: "timeout_ms",
                 length: url.millis("timeout_ms", DEFAULT_TIMEOUT)?,
             },
             connect_timeout: TimeLimit {
+                server: "Redis",
                 param: "connect_timeout_ms",
                 length: url.millis("connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT)?,
             },
@@ -83,44 +86,6 @@ impl RedisOptions {
         format!("{{{}}}format", self.prefix)
     }
 }
-
-/// A time limit the URL sets: how long, and the parameter that says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TimeLimit {
-    /// The URL parameter, named in the error when the limit runs out.
-    pub(super) param: &'static str,
-    /// The limit.
-    pub(super) length: Duration,
-}
-
-impl TimeLimit {
-    /// What `op` gives, or [`NoAnswer`] naming this limit if `op` takes longer.
-    pub(super) async fn bound<T>(
-        self,
-        op: impl Future<Output = BackendResult<T>>,
-    ) -> BackendResult<T> {
-        tokio::time::timeout(self.length, op)
-            .await
-            .unwrap_or_else(|_| Err(Box::new(NoAnswer(self))))
-    }
-}
-
-/// The server gave no answer within a [`TimeLimit`].
-#[derive(Debug)]
-pub(super) struct NoAnswer(TimeLimit);
-
-impl fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Redis did not answer within {} ms (the URL's `{}`)",
-            self.0.length.as_millis(),
-            self.0.param
-        )
-    }
-}
-
-impl std::error::Error for NoAnswer {}
 
 /// The client for `url`, without lockattr's own parameters.
 fn client(url: &BackendUrl, secrets: &Secrets) -> Result<Client, LockError> {
