@@ -128,6 +128,12 @@ impl Lease {
     /// Pushes the expiry to `ttl` from now; [`LockError::Lost`] if the lease had ended.
     pub(crate) async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
         self.locks.check_ttl(self.key(), ttl)?;
+        self.extend_for(ttl).await
+    }
+
+    /// [`extend`](Self::extend) without the check of `ttl` against the backend's rules:
+    /// for a hold, whose length is not the user's ttl (the backend rounds it up).
+    async fn extend_for(&self, ttl: Duration) -> Result<(), LockError> {
         let started = Instant::now();
         let extended = self
             .locks
@@ -160,26 +166,49 @@ impl Lease {
     /// Gives the key back (or lets it run out when `min_hold` or the period has passed);
     /// [`LockError::Lost`] if the lease had already ended.
     ///
-    /// A hold that reaches past the lease's own expiry (`every` with a ttl shorter than
-    /// the rest of the period), or on a backend that cannot keep a key after release (a
-    /// session lock), is kept by an extension instead: the lease is extended to end when
-    /// the hold does, and the backend frees it then (a session backend also when this
-    /// process exits, which ends its sessions). A release never lengthens a lease.
-    pub(crate) async fn release(&self) -> Result<(), LockError> {
+    /// A hold is kept by the backend's `release` with `keep_for` where it can be. It is
+    /// kept by an extension of the lease to the end of the hold instead where the hold
+    /// reaches past the lease's own expiry (`every` with a ttl shorter than the rest of the
+    /// period: a release never lengthens a lease), or the backend cannot keep a key after
+    /// release (a session lock, which the backend then frees at that deadline, or when this
+    /// process exits and its sessions end), or the backend frees expired keys late
+    /// ([`Backend::expiry_slack`](crate::backend::Backend::expiry_slack): Memcached's
+    /// whole seconds). In the last case this process gives the key back when the hold
+    /// ends, and the expiry, up to the slack later, backs it up.
+    pub(crate) async fn release(self: &Arc<Self>) -> Result<(), LockError> {
         let keep_for = self.keep_for();
+        let backend = self.locks.backend();
+        let slack = backend.expiry_slack();
         let outlasts_lease = keep_for > self.deadline().saturating_duration_since(Instant::now());
-        let keeps_after_release = self.locks.backend().supports(Capability::MinHold);
-        if !keep_for.is_zero() && (outlasts_lease || !keeps_after_release) {
-            return self
-                .extend(keep_for.max(MIN_TTL))
-                .await
-                .map_err(|e| match e {
-                    LockError::Lost { .. } => {
-                        self.lost("the lease had ended before it was released")
-                    }
-                    e => e,
-                });
+        let server_keeps = backend.supports(Capability::MinHold) && slack.is_zero();
+        if keep_for.is_zero() || (server_keeps && !outlasts_lease) {
+            return self.give_back(keep_for).await;
         }
+        self.extend_for(keep_for.max(MIN_TTL))
+            .await
+            .map_err(|e| match e {
+                LockError::Lost { .. } => self.lost("the lease had ended before it was released"),
+                e => e,
+            })?;
+        if !slack.is_zero() {
+            let what = format_args!(
+                "the end of the hold of lock `{}` (backend {})",
+                self.key(),
+                self.backend_name()
+            );
+            let lease = self.clone();
+            spawn_detached(what, async move {
+                tokio::time::sleep(keep_for).await;
+                if let Err(e) = lease.give_back(Duration::ZERO).await {
+                    tracing::debug!(key = lease.key(), backend = lease.backend_name(), error = %e, "ending a hold failed; the key frees itself at its expiry");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The backend's release, keeping the key `keep_for` longer.
+    async fn give_back(&self, keep_for: Duration) -> Result<(), LockError> {
         let held = self
             .locks
             .backend()

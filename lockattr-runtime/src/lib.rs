@@ -33,9 +33,9 @@ mod metrics;
 mod operator;
 mod outcome;
 mod registry;
-mod schedule;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub mod rows;
+mod schedule;
 mod sites;
 pub mod token;
 pub mod url;

@@ -312,6 +312,14 @@ pub trait Backend: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, BackendResult<bool>>;
 
+    /// How much later than asked the backend may free an expired key: zero (the default)
+    /// for a backend that expires keys on time, two seconds for Memcached's whole-second
+    /// clock. With a slack, a hold after release (`min_hold`, `every`) is ended by the
+    /// holder when it ends, and the backend's expiry only backs it up.
+    fn expiry_slack(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// The backend's clock, as time since the Unix epoch, for scheduled locks (`every`):
     /// instances whose own clocks disagree still agree on the period a call belongs to.
     /// `None` (the default) means this machine's clock is the backend's, as for a backend

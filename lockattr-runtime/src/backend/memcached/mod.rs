@@ -359,6 +359,13 @@ impl Backend for MemcachedBackend {
         options::ttl_refused(ttl)
     }
 
+    /// An item stored with `T<n>` lives up to `n` seconds and expiries are rounded up to
+    /// whole seconds plus one ([`options::expiry_secs`]): a key can outlive the time asked
+    /// by up to two seconds.
+    fn expiry_slack(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+
     fn try_acquire<'a>(
         &'a self,
         req: Acquire<'a>,
