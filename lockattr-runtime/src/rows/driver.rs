@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use sqlx::error::DatabaseError;
 use sqlx::{Database, Executor};
 
@@ -62,6 +63,7 @@ where
 }
 
 /// The server's own error inside `error`, if that is what it is.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(super) fn server_error<E: DatabaseError>(error: &sqlx::Error) -> Option<&E> {
     match error {
         sqlx::Error::Database(e) => e.try_downcast_ref::<E>(),
