@@ -80,11 +80,13 @@ use proc_macro::TokenStream;
 ///   `min_hold = "10s"`
 /// - **`every`** (duration of at least 10ms, default none; only with `on_conflict = "skip"`,
 ///   not with `min_hold`): a scheduled job that runs once per period across every instance.
-///   The key stays taken until the end of the period the call belongs to (the period whose
-///   start, a multiple of `every` since the Unix epoch, is nearest to the call by the
-///   backend's clock), so the other instances' ticks of that period skip.
+///   The key stays taken until the end of the window of the period the call belongs to:
+///   the period whose start, a multiple of `every` since the Unix epoch, is nearest to the
+///   call by the backend's clock, and whose window ends half a period after that start. So
+///   the other instances' ticks of that period skip, and the next period's ticks find the
+///   key free.
 ///   `lockattr::current()?.period()` names the period. `every = "1m"`
-/// - **`at`** (duration shorter than `every`, default zero; only with `every`): the offset of
+/// - **`at`** (duration shorter than `every`, default none; only with `every`): the offset of
 ///   the periods from the multiples of `every`, for a schedule that fires off them (hourly at
 ///   half past: `every = "1h", at = "30m"`).
 /// - **`renew`** (bool, default `false`): extend the lease by `ttl` every `ttl / 3` while

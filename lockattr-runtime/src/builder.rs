@@ -41,10 +41,11 @@ impl<T> LockBuilder<T> {
     }
 
     /// Takes the key for one run per period of `schedule`: once taken, the key stays taken
-    /// until the end of the period (by the backend's clock), even if the guard is released
-    /// sooner, so that the other instances' ticks of the same period find it taken. See
-    /// [`Schedule`] for how calls are placed in periods; the attribute's `every` option
-    /// does the same.
+    /// until the end of the window of the period it was granted in (half a period after
+    /// the period's start, by the backend's clock), even if the guard is released sooner,
+    /// so that the other instances' ticks of the same period find it taken.
+    /// [`LockGuard::period`] names the period. See [`Schedule`] for how calls are placed in
+    /// periods; the attribute's `every` option does the same.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -103,7 +104,7 @@ impl LockBuilder<Duration> {
         locks.check(&self.key, self.ttl, self.min_hold, false)?;
         let hold = match self.schedule {
             Some(schedule) => {
-                locks.check_schedule(&self.key, schedule, self.min_hold)?;
+                locks.check_schedule(&self.key, schedule, self.min_hold, true)?;
                 locks.period_hold(&self.key, schedule).await?
             }
             None => Hold::For(self.min_hold),

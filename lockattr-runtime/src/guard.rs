@@ -56,6 +56,12 @@ impl LockGuard {
         self.lease.is_held()
     }
 
+    /// For a lock taken with [`every`](crate::LockBuilder::every), the number of the
+    /// period it was taken for (see [`CurrentLock::period`]); `None` otherwise.
+    pub fn period(&self) -> Option<u64> {
+        self.lease.period()
+    }
+
     /// The handle this lock was taken on.
     pub fn locks(&self) -> &Locks {
         self.lease.locks()
@@ -77,8 +83,8 @@ impl LockGuard {
         self.lease.extend(ttl).await
     }
 
-    /// Gives the lock back (or, with `min_hold`, lets it run out when `min_hold` has
-    /// passed). [`LockError::Lost`] if the lease had already ended: whatever was done under
+    /// Gives the lock back (or, with `min_hold` or `every`, lets it run out when
+    /// `min_hold` has passed or the period's window has ended). [`LockError::Lost`] if the lease had already ended: whatever was done under
     /// it may have overlapped with another holder.
     pub async fn release(mut self) -> Result<(), LockError> {
         self.released = true;

@@ -219,7 +219,7 @@ impl Locks {
     }
 
     /// The options asked for that this backend cannot keep: `"min_hold"`, `"renew"`,
-    /// `"every"` (kept after release, or else by extending the lease to the period's end).
+    /// `"every"` (whose hold may have to extend the lease to the end of the period).
     pub(crate) fn unsupported(
         &self,
         min_hold: Duration,
@@ -227,7 +227,8 @@ impl Locks {
         scheduled: bool,
     ) -> impl Iterator<Item = &'static str> + '_ {
         let supports = |capability| self.handle.backend.supports(capability);
-        let keeps_periods = supports(Capability::MinHold) || supports(Capability::Extend);
+        // A hold past the lease's own expiry is an extension (`Lease::release`).
+        let keeps_periods = supports(Capability::Extend);
         [
             (
                 !min_hold.is_zero() && !supports(Capability::MinHold),
@@ -247,9 +248,14 @@ impl Locks {
         key: &str,
         schedule: Schedule,
         min_hold: Duration,
+        skips: bool,
     ) -> Result<(), LockError> {
         let (every, at) = (schedule.period(), schedule.offset());
-        let reason = if every < MIN_TTL {
+        let reason = if !skips {
+            "`every` skips the ticks of a period that has had its run: it needs \
+             on_conflict = \"skip\""
+                .to_owned()
+        } else if every < MIN_TTL {
             format!("the period `every` of {every:?} is below the {MIN_TTL:?} floor")
         } else if at >= every {
             format!("the offset `at` ({at:?}) must be shorter than the period `every` ({every:?})")
@@ -269,22 +275,20 @@ impl Locks {
         Err(self.invalid_options(key, reason))
     }
 
-    /// How long the key of a call made now under `schedule` stays taken: until the end of
-    /// the current period's window, by the backend's clock.
+    /// The hold of a call under `schedule`: the call is placed in its period when its
+    /// lock is granted, by the backend's clock (read here at most once a minute).
     pub(crate) async fn period_hold(
         &self,
         key: &str,
         schedule: Schedule,
     ) -> Result<Hold, LockError> {
-        let now =
-            self.handle.clock.now(self.backend()).await.map_err(|e| {
-                self.backend_error(key, format!("reading the backend's clock: {e}"))
-            })?;
-        let (period, left) = schedule.place(now);
-        Ok(Hold::Until {
-            end: Instant::now() + left,
-            period: u64::try_from(period).unwrap_or(u64::MAX),
-        })
+        let anchor = self
+            .handle
+            .clock
+            .anchor(self.backend())
+            .await
+            .map_err(|e| self.backend_error(key, format!("reading the backend's clock: {e}")))?;
+        Ok(Hold::Period { schedule, anchor })
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.
@@ -298,7 +302,7 @@ impl Locks {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
-        let request = LeaseRequest {
+        let mut request = LeaseRequest {
             key: key.to_owned(),
             stored_key: self.stored_key(key)?.into_owned(),
             owner,
@@ -324,11 +328,22 @@ impl Locks {
         let Some(granted) = granted else {
             return Ok(None);
         };
+        if let Hold::Period { schedule, anchor } = request.hold {
+            // Placed now that it is granted: a call that waited, or whose answer was slow,
+            // runs for the period it got the key in, and holds that one.
+            let now = anchor.now().map_err(|e| self.backend_error(key, e))?;
+            let (period, left) = schedule.place(now);
+            request.hold = Hold::Until {
+                end: Instant::now() + left,
+                period: u64::try_from(period).unwrap_or(u64::MAX),
+            };
+        }
         let lease = Lease::new(self.clone(), request, granted, started);
         if !lease.is_held() {
             // The answer came after the lease's local deadline: the server may already have
-            // let another caller in. Its token is never handed out; the lease is given back.
-            Lease::release_detached(Arc::new(lease));
+            // let another caller in. Its token is never handed out; the lease is given back
+            // at once, without a hold (nothing ran).
+            Lease::discard_detached(Arc::new(lease));
             return Err(self.backend_error(
                 key,
                 format!(

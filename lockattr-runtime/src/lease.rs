@@ -9,6 +9,7 @@ use crate::backend::wait::spawn_detached;
 use crate::backend::{BoxFuture, Capability, Granted};
 use crate::error::LockError;
 use crate::handle::{Locks, MIN_TTL};
+use crate::schedule::{Anchor, Schedule};
 use crate::token::OwnerToken;
 
 /// What was asked for: the key (as given and as stored), the owner token the lease is
@@ -32,6 +33,13 @@ pub(crate) struct LeaseRequest {
 pub(crate) enum Hold {
     /// `min_hold`: this long after acquisition (zero: not at all).
     For(Duration),
+    /// `every`, before the grant: placed in its period when the grant arrives, by `anchor`.
+    Period {
+        /// The schedule.
+        schedule: Schedule,
+        /// What the time is told by.
+        anchor: Anchor,
+    },
     /// `every`: until `end`, the end of the window of the period numbered `period`.
     Until {
         /// When the period's window ends.
@@ -101,7 +109,7 @@ impl Lease {
     pub(crate) fn period(&self) -> Option<u64> {
         match self.request.hold {
             Hold::Until { period, .. } => Some(period),
-            Hold::For(_) => None,
+            Hold::For(_) | Hold::Period { .. } => None,
         }
     }
 
@@ -160,6 +168,8 @@ impl Lease {
         match self.request.hold {
             Hold::For(min_hold) => min_hold.saturating_sub(self.acquired_at.elapsed()),
             Hold::Until { end, .. } => end.saturating_duration_since(Instant::now()),
+            // Placed when the lease is made (`Locks::acquire`): never seen here.
+            Hold::Period { .. } => Duration::ZERO,
         }
     }
 
@@ -253,6 +263,23 @@ impl Lease {
                 Err(e) => {
                     tracing::warn!(key = lease.key(), backend = lease.backend_name(), error = %e, "releasing a dropped lock failed; it frees itself at its ttl")
                 }
+            }
+        });
+    }
+
+    /// Gives `lease` back at once in the background, without any hold: a grant that came
+    /// too late, under which nothing ran.
+    pub(crate) fn discard_detached(lease: Arc<Lease>) {
+        let what = format_args!(
+            "the late grant of lock `{}` (backend {})",
+            lease.key(),
+            lease.backend_name()
+        );
+        let background = lease.clone();
+        spawn_detached(what, async move {
+            let lease = background;
+            if let Err(e) = lease.give_back(Duration::ZERO).await {
+                tracing::debug!(key = lease.key(), backend = lease.backend_name(), error = %e, "giving back a late grant failed; it frees itself at its ttl");
             }
         });
     }

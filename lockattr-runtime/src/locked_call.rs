@@ -245,7 +245,12 @@ async fn run<F: Future>(
     let keep = match spec.schedule {
         None => Hold::For(spec.min_hold),
         Some(schedule) => {
-            let hold = match locks.check_schedule(&key, schedule, spec.min_hold) {
+            let hold = match locks.check_schedule(
+                &key,
+                schedule,
+                spec.min_hold,
+                spec.policy == Policy::Skip,
+            ) {
                 Ok(()) => locks.period_hold(&key, schedule).await,
                 Err(e) => Err(e),
             };

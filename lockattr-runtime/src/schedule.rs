@@ -3,7 +3,8 @@
 //! # How a period is kept
 //!
 //! A scheduled call takes its key as any other, and on release keeps it taken until the
-//! end of the period it was taken in (as `min_hold` keeps it for a fixed time). The other
+//! end of the window of the period it was taken in (as `min_hold` keeps it for a fixed
+//! time): half a period after the period's start. The other
 //! instances' ticks of the same period find the key taken and skip; the first tick of the
 //! next period finds it free. A run that outlasts its period holds the key until it ends,
 //! so runs never overlap; the ticks it covers are skipped.
@@ -14,17 +15,17 @@
 //! 12:00:30. So instances whose ticks are up to half a period apart (clock skew, start-up
 //! offsets, scheduler jitter) still count one tick, and no tick is lost at a period edge.
 //!
-//! The time a call is placed by is the **backend's clock** where it has one (Redis `TIME`,
-//! the SQL server's clock), so that instances whose own clocks disagree still agree on the
-//! period: each handle measures the offset between its clock and the backend's once a
-//! minute (one extra round trip then) and corrects its own clock by it. The embedded
-//! backends (`sqlite://`, `memory://`) use this machine's clock, which all their users
-//! share.
+//! The time a call is placed by, once its lock is granted, is the **backend's clock**
+//! where it has one (Redis `TIME`, the SQL server's clock), so that instances whose own
+//! clocks disagree still agree on the period: each handle reads the backend's clock once a
+//! minute (one extra statement then; on the session backends, on a connection opened for
+//! it) and carries the reading forward with this machine's monotonic clock. The embedded
+//! backends (`sqlite://`, `memory://`) and Memcached (whose clock counts whole seconds) use
+//! this machine's clock.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backend::{Backend, BackendResult};
+use crate::backend::{Backend, BackendResult, ClockReading};
 
 /// When a scheduled lock runs: once per `every`, in periods that start `at` after each
 /// multiple of `every` since the Unix epoch (UTC). Written as `every = "…"` (and
@@ -78,8 +79,8 @@ impl Schedule {
         let every = self.every.as_nanos().max(1);
         let at = self.at.as_nanos() % every;
         let now = now.as_nanos();
-        // The nearest start: round((now - at) / every), kept non-negative.
-        let index = (now + every + every / 2 - at) / every - 1;
+        // The nearest start: round((now - at) / every); 0 for a time before the first.
+        let index = (now + every / 2).saturating_sub(at) / every;
         let window_end = index * every + at + every / 2;
         let left = window_end.saturating_sub(now);
         (index, nanos(left))
@@ -91,48 +92,82 @@ fn nanos(n: u128) -> Duration {
     Duration::new(secs, (n % 1_000_000_000) as u32)
 }
 
-/// How long a measured offset between this machine's clock and the backend's is used
-/// before it is measured again.
+/// How long a reading of the backend's clock is used before it is read again.
 const REMEASURE: Duration = Duration::from_secs(60);
+/// After a failed reading, how long callers use the previous one (or fail at once, when
+/// there is none) instead of asking the backend again.
+const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// The offset between this machine's clock and the backend's, measured at most once per
-/// [`REMEASURE`].
-#[derive(Debug, Default)]
-pub(crate) struct ServerClock {
-    /// When the offset was measured, and the backend's time minus this machine's (ns).
-    measured: Mutex<Option<(Instant, i128)>>,
+/// What a scheduled call tells the time by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Anchor {
+    /// This machine's clock (the backend has none of its own, or is this machine).
+    Local,
+    /// A reading of the backend's clock, carried forward by this machine's monotonic
+    /// clock: a step of this machine's wall clock does not move it.
+    Server(ClockReading),
 }
 
-impl ServerClock {
-    /// The time now by the backend's clock, as time since the Unix epoch.
-    pub(crate) async fn now(&self, backend: &dyn Backend) -> BackendResult<Duration> {
-        let cached = *self.measured.lock().unwrap_or_else(|e| e.into_inner());
-        let offset = match cached {
-            Some((at, offset)) if at.elapsed() < REMEASURE => offset,
-            _ => {
-                let sent = Instant::now();
-                let local = since_epoch()?;
-                let offset = match backend.clock().await? {
-                    // The answer was read half-way through the round trip.
-                    Some(server) => {
-                        server.as_nanos() as i128 - (local + sent.elapsed() / 2).as_nanos() as i128
-                    }
-                    None => 0,
-                };
-                *self.measured.lock().unwrap_or_else(|e| e.into_inner()) = Some((sent, offset));
-                offset
-            }
-        };
-        let now = since_epoch()?.as_nanos() as i128 + offset;
-        Ok(nanos(now.max(0) as u128))
+impl Anchor {
+    /// The time now, since the Unix epoch.
+    pub(crate) fn now(&self) -> BackendResult<Duration> {
+        match self {
+            Anchor::Local => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_err(|_| "this machine's clock is set before 1970".into()),
+            Anchor::Server(reading) => Ok(reading.time + reading.at.elapsed()),
+        }
     }
 }
 
-/// This machine's time since the Unix epoch.
-fn since_epoch() -> BackendResult<Duration> {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|_| "this machine's clock is set before 1970".into())
+/// The latest reading of one backend's clock, shared by the calls on one handle.
+#[derive(Debug, Default)]
+pub(crate) struct ServerClock {
+    state: tokio::sync::Mutex<ClockState>,
+}
+
+#[derive(Debug, Default)]
+struct ClockState {
+    /// The latest reading, and when it was taken.
+    anchor: Option<(Anchor, Instant)>,
+    /// When the latest attempt to read the clock failed.
+    failed: Option<Instant>,
+}
+
+impl ServerClock {
+    /// What to tell the time by: the latest reading of the backend's clock, read again
+    /// once it is a minute old. One caller reads it while the others wait for its answer;
+    /// when a reading fails, the previous one (if any) goes on serving.
+    pub(crate) async fn anchor(&self, backend: &dyn Backend) -> BackendResult<Anchor> {
+        let mut state = self.state.lock().await;
+        if let Some((anchor, taken)) = state.anchor {
+            let failed_lately = state.failed.is_some_and(|f| f.elapsed() < AFTER_FAILURE);
+            if taken.elapsed() < REMEASURE || failed_lately {
+                return Ok(anchor);
+            }
+        } else if let Some(failed) = state.failed.filter(|f| f.elapsed() < AFTER_FAILURE) {
+            let ago = failed.elapsed();
+            return Err(format!("the backend's clock could not be read {ago:?} ago").into());
+        }
+        match backend.clock().await {
+            Ok(reading) => {
+                let anchor = reading.map_or(Anchor::Local, Anchor::Server);
+                state.anchor = Some((anchor, Instant::now()));
+                state.failed = None;
+                Ok(anchor)
+            }
+            Err(e) => {
+                state.failed = Some(Instant::now());
+                match state.anchor {
+                    Some((anchor, _)) => {
+                        tracing::debug!(error = %e, "reading the backend's clock failed; the previous reading serves");
+                        Ok(anchor)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -223,6 +223,27 @@ impl AttemptClock {
     }
 }
 
+/// A reading of a backend's clock ([`Backend::clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    /// The backend's time, since the Unix epoch.
+    pub time: Duration,
+    /// The instant of this machine's monotonic clock that `time` stands for: the middle of
+    /// the round trip of the statement that read it (not counting a connection opened for
+    /// it), where the error is smallest.
+    pub at: Instant,
+}
+
+impl ClockReading {
+    /// The reading `time` of a statement sent at `sent` whose answer is in now.
+    pub fn read_since(sent: Instant, time: Duration) -> Self {
+        ClockReading {
+            time,
+            at: sent + sent.elapsed() / 2,
+        }
+    }
+}
+
 /// A lease the backend granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
@@ -320,11 +341,11 @@ pub trait Backend: Send + Sync + 'static {
         Duration::ZERO
     }
 
-    /// The backend's clock, as time since the Unix epoch, for scheduled locks (`every`):
-    /// instances whose own clocks disagree still agree on the period a call belongs to.
-    /// `None` (the default) means this machine's clock is the backend's, as for a backend
-    /// in this process or in a local file.
-    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+    /// A reading of the backend's clock, for scheduled locks (`every`): instances whose
+    /// own clocks disagree still agree on the period a call belongs to. `None` (the
+    /// default) means this machine's clock is the backend's, as for a backend in this
+    /// process or in a local file.
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<ClockReading>>> {
         Box::pin(std::future::ready(Ok(None)))
     }
 

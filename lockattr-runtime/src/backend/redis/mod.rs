@@ -127,7 +127,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::wait::millis;
-use super::{Acquire, Backend, BackendResult, BoxFuture, Granted, FORMAT};
+use super::{Acquire, Backend, BackendResult, BoxFuture, ClockReading, Granted, FORMAT};
 use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
@@ -293,14 +293,16 @@ impl Backend for RedisBackend {
     }
 
     /// `TIME`: the server's seconds and microseconds.
-    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<ClockReading>>> {
         Box::pin(async move {
             let mut conn = self.client.conn.clone();
+            let sent = Instant::now();
             let (secs, micros): (u64, u32) = self
                 .client
                 .call(redis::cmd("TIME").query_async(&mut conn))
                 .await?;
-            Ok(Some(Duration::new(secs, micros.saturating_mul(1000))))
+            let time = Duration::new(secs, micros.saturating_mul(1000));
+            Ok(Some(ClockReading::read_since(sent, time)))
         })
     }
 

@@ -77,7 +77,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
+use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, ClockReading, Granted};
 use crate::error::BoxError;
 use crate::token::OwnerToken;
 use books::Books;
@@ -277,14 +277,15 @@ impl<D: admin::AdminSql> Backend for SessionBackend<D> {
 
     /// Read on a session of its own, opened for it and closed after: a scheduled lock asks
     /// at most once a minute, which is not worth a pooled session's bookkeeping.
-    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<ClockReading>>> {
         Box::pin(async move {
             let pool = &self.pool;
             let mut conn = pool.options.connect(pool.sql.connect()).await?;
             let mut timer = options::statement_timer();
+            let sent = Instant::now();
             let clock = std::pin::pin!(pool.sql.clock(&mut conn));
-            let now = pool.options.statement(timer.as_mut(), clock).await?;
-            Ok(Some(now))
+            let time = pool.options.statement(timer.as_mut(), clock).await?;
+            Ok(Some(ClockReading::read_since(sent, time)))
         })
     }
 

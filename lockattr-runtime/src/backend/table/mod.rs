@@ -170,7 +170,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::wait;
-use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, Granted};
+use super::{Acquire, Backend, BackendResult, BoxFuture, Capability, ClockReading, Granted};
 use crate::error::LockError;
 use crate::url::{BackendUrl, Secrets};
 
@@ -379,18 +379,20 @@ impl Backend for TableBackend {
     }
 
     /// The database's clock; `None` for a SQLite file, whose clock is this machine's.
-    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<Duration>>> {
+    fn clock(&self) -> BoxFuture<'_, BackendResult<Option<ClockReading>>> {
         Box::pin(async move {
             if self.table.server.is_sqlite() {
                 return Ok(None);
             }
             let bindings = self.table.bindings("", "", 0, 0);
+            let sent = Instant::now();
             let ms = self
                 .table
                 .fetch_i64(&self.table.sql.clock, &bindings)
                 .await?
                 .ok_or("the database's clock gave no row")?;
-            Ok(Some(Duration::from_millis(ms.max(0) as u64)))
+            let time = Duration::from_millis(ms.max(0) as u64);
+            Ok(Some(ClockReading::read_since(sent, time)))
         })
     }
 
