@@ -1,5 +1,5 @@
 //! The `lockattr` operator CLI (`held`, `inspect`, `release --force`) run as a process
-//! against every backend that can list its locks, with a lock held by this test; and the
+//! against every backend that can list its locks (Memcached included), with a lock held by this test; and the
 //! library API it is built on (`Locks::held`, `inspect`, `force_release`).
 //!
 //! For each backend: `held` lists the held key with its token and time left (table and
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lockattr::backend::admin::Fence;
 use lockattr::{LockError, Locks};
-use lockattr_tests::{mysql_url, postgres_url, redis_url, with_param};
+use lockattr_tests::{memcached_url, mysql_url, postgres_url, redis_url, with_param};
 use serde_json::Value;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -212,6 +212,64 @@ async fn session_backend(url: &str, lists: bool, pid_known: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {
     held_inspect_and_forced_release(&isolated(&redis_url(), "redis")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached() {
+    held_inspect_and_forced_release(&isolated(&memcached_url(), "mc")).await;
+}
+
+/// What Memcached shows in particular: the token is built from the lock item's CAS, the
+/// holder's own until its first extension stores the item again under a greater CAS (so
+/// an upper bound); the time left is whole seconds; the owner is unknown; a hashed key is
+/// listed by its stored key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_tokens_time_left_and_hashed_keys() {
+    let url = isolated(&memcached_url(), "mcshow");
+    let locks = connect(&url).await;
+    let holder = take(&locks, KEY).await;
+    let token = holder.token();
+    let seen = locks.inspect(KEY).await.unwrap().expect("held");
+    assert_eq!(
+        seen.token,
+        Fence::AtMost(token),
+        "never extended: the holder's token"
+    );
+    let left = seen.time_left.expect("a time left");
+    assert_eq!(left.subsec_nanos(), 0, "{left:?}");
+    assert!(
+        left <= TTL && left >= TTL - Duration::from_secs(2),
+        "{left:?}"
+    );
+    assert_eq!(seen.owner, None);
+    holder.extend(TTL).await.unwrap();
+    match locks.inspect(KEY).await.unwrap().expect("held").token {
+        Fence::AtMost(n) => assert!(n > token, "{n} after an extension of {token}"),
+        other => panic!("{other:?}"),
+    }
+    let (code, text) = cli(&["inspect", &url, KEY]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("token      <="), "{text}");
+
+    let long = format!("report:{}", "x".repeat(300));
+    let hashed = take(&locks, &long).await;
+    let stored = locks
+        .inspect(&long)
+        .await
+        .unwrap()
+        .expect("held")
+        .stored_key;
+    assert!(stored.len() < long.len(), "{stored}");
+    let held = locks.held().await.unwrap();
+    let listed = held
+        .iter()
+        .find(|l| l.stored_key == stored)
+        .unwrap_or_else(|| panic!("{stored} not in {held:?}"));
+    assert_eq!(listed.key, None);
+    assert_eq!(listed.token, Fence::AtMost(hashed.token()));
+    hashed.release().await.unwrap();
+    holder.release().await.unwrap();
+    assert!(locks.held().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,6 +130,7 @@ use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+mod admin;
 mod names;
 mod options;
 mod protocol;
@@ -217,7 +218,7 @@ impl Client {
             .run(&[add, Command::line(&format!("mg {key} v c"))])
             .await?;
         match &answers.replies[..] {
-            [_, Reply::Value { data, cas }] => {
+            [_, Reply::Value { data, cas, .. }] => {
                 if cas.unwrap_or(0) == 0 {
                     return Err(
                         "this Memcached hands out no CAS numbers (started with `-C`?): \
@@ -288,7 +289,7 @@ impl Client {
             .run_one(Command::line(&format!("mg {lock} v c")))
             .await?
         {
-            Reply::Value { data, cas } if data == owner => Ok(cas),
+            Reply::Value { data, cas, .. } if data == owner => Ok(cas),
             _ => Ok(None),
         }
     }
@@ -439,5 +440,11 @@ impl Backend for MemcachedBackend {
             }
             Ok(extended)
         })
+    }
+
+    /// Listing (`lru_crawler metadump`), inspecting and force-releasing, for operators
+    /// (see `admin.rs`).
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 }
