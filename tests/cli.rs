@@ -1,6 +1,7 @@
 //! The `lockattr` operator CLI (`held`, `inspect`, `release --force`) run as a process
-//! against every backend that can list its locks (Memcached included), with a lock held by this test; and the
-//! library API it is built on (`Locks::held`, `inspect`, `force_release`).
+//! against every backend that can list its locks (Memcached included), with a lock held
+//! by this test; and the library API it is built on (`Locks::held`, `inspect`,
+//! `force_release`).
 //!
 //! For each backend: `held` lists the held key with its token and time left (table and
 //! `--json`), `inspect` shows it (exit 0) and a free key is not found (exit 1), `release`

@@ -103,6 +103,25 @@
 //! What remains of a `min_hold` is rounded up the same way. Expiries over 30 days (which
 //! Memcached would read as a date) are refused.
 //!
+//! # Operators
+//!
+//! The operator's `lockattr held`, `inspect` and `release --force` (and
+//! [`Locks::held`](crate::Locks::held), [`inspect`](crate::Locks::inspect),
+//! [`force_release`](crate::Locks::force_release)) work here, with these limits:
+//!
+//! - `held` lists keys with `lru_crawler metadump all`, which walks the **whole cache**
+//!   (every item of every application on the server) and sends a line per item: seconds
+//!   of work on a large cache. A server started with `-o no_lru_crawler` (or `-X`) cannot
+//!   list: [`LockError::Unsupported`], the CLI's exit code 4; `inspect` and a forced
+//!   release work on every server.
+//! - The token shown is `<=N`, `N = started × 10⁹ +` the lock item's CAS: the holder's own
+//!   token until its first extension, which stores the item under a new CAS.
+//! - The time left is whole seconds (Memcached's `t`, less the second added to every
+//!   expiry); the owner is unknown (the item holds the owner token alone).
+//! - A forced release deletes `K|l` whoever holds it (`md` without a CAS) and wakes this
+//!   process's waiters; the next holder's CAS, so its token, is greater, and the forced
+//!   holder's extend or release (CAS no longer matching) is [`LockError::Lost`].
+//!
 //! # Limits
 //!
 //! Memcached is a cache. It evicts items under memory pressure (unless started with
