@@ -16,7 +16,7 @@
 //! | `memory://` | the process's own store | exact | yes | no (always this process) |
 //! | `redis://` | `SCAN` of `{<prefix>*}` | at most the key's fencing counter (the holder's own token is not stored) | `PTTL` | no |
 //! | lease table (`sqlite://`, `…?mode=table`) | the rows whose lease has not ended | exact (the row's `fence`) | from the database's clock | host and pid (the `holder` column) |
-//! | `memcached://` | `lru_crawler metadump all` (walks the whole cache), the `K\|l` items under the prefix | at most `started × 10⁹ +` the item's CAS (the holder's own token until its first extension) | whole seconds (`mg … t`) | no |
+//! | `memcached://` | `lru_crawler metadump hash` (walks the whole cache), the `K\|l` items under the prefix | at most `started × 10⁹ +` the item's CAS (the holder's own token until its first extension) | whole seconds (`mg … t`) | no |
 //!
 //! Owner information is only shown where it costs nothing when a lock is taken: the lease
 //! table already writes `holder` (`host:pid`) in the statement that takes the key. Redis

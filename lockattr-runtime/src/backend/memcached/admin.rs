@@ -10,12 +10,13 @@
 //!   the backend adds to every expiry (`T<n + 1>`), so about the holder's own time left,
 //!   rounded to a whole second; the server frees the key up to about two seconds after
 //!   it. The owner is unknown: the item holds the owner token alone.
-//! - **held**: `lru_crawler metadump all` lists the keys of every item of the server; the
-//!   lock items (`K|l`) under the prefix are then read as `inspect` reads one, 100 per
-//!   round trip (an item that expired meanwhile is left out). **Cost**: the crawler walks
-//!   the whole cache, every item of every application sharing the server, and the answer
-//!   carries a line per item: on a large cache that is seconds of the server's background
-//!   thread and megabytes on the wire. Each line must come within `timeout_ms`; the walk
+//! - **held**: `lru_crawler metadump hash` (`all` on a server that does not know `hash`,
+//!   which walks the LRUs and may miss an item accessed while it runs) lists the keys of
+//!   every item of the server; the lock items (`K|l`) under the prefix are then read as
+//!   `inspect` reads one, 100 per round trip (an item that expired meanwhile is left
+//!   out). **Cost**: the crawler walks the whole cache, every item of every application
+//!   sharing the server, and the answer carries a line per item: on a large cache that
+//!   is seconds of the server's background thread and megabytes on the wire. Each line must come within `timeout_ms`; the walk
 //!   as a whole is not bounded. A server started with `-o no_lru_crawler` (or `-X`, which
 //!   forbids dumps) cannot list: [`Locks::held`](crate::Locks::held) answers
 //!   [`LockError::Unsupported`](crate::LockError::Unsupported), the CLI's exit code 4;
@@ -96,7 +97,7 @@ impl Admin for MemcachedBackend {
                 Dump::Keys(items) => items,
                 Dump::Refused(answer) => {
                     let why = format!(
-                        "this Memcached cannot list its keys (`lru_crawler metadump all` \
+                        "this Memcached cannot list its keys (`lru_crawler metadump` \
                          answered `{answer}`: started with `-o no_lru_crawler` or `-X`?)"
                     );
                     return Err(Box::new(CannotList(why)) as BoxError);

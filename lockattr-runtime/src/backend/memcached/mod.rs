@@ -109,9 +109,9 @@
 //! [`Locks::held`](crate::Locks::held), [`inspect`](crate::Locks::inspect),
 //! [`force_release`](crate::Locks::force_release)) work here, with these limits:
 //!
-//! - `held` lists keys with `lru_crawler metadump all`, which walks the **whole cache**
-//!   (every item of every application on the server) and sends a line per item: seconds
-//!   of work on a large cache. A server started with `-o no_lru_crawler` (or `-X`) cannot
+//! - `held` lists keys with `lru_crawler metadump hash` (or `all`), which walks the
+//!   **whole cache** (every item of every application on the server) and sends a line
+//!   per item: seconds of work on a large cache. A server started with `-o no_lru_crawler` (or `-X`) cannot
 //!   list: [`LockError::Unsupported`], the CLI's exit code 4; `inspect` and a forced
 //!   release work on every server.
 //! - The token shown is `<=N`, `N = started × 10⁹ +` the lock item's CAS: the holder's own

@@ -273,7 +273,7 @@ impl Pool {
     }
 }
 
-/// What `lru_crawler metadump all` answered.
+/// What `lru_crawler metadump` answered.
 pub(super) enum Dump {
     /// The keys (decoded) of the items the caller kept.
     Keys(Vec<String>),
@@ -283,18 +283,24 @@ pub(super) enum Dump {
     Refused(String),
 }
 
-/// The command that lists every item of the server.
-const METADUMP: &[u8] = b"lru_crawler metadump all\r\n";
+/// The command that lists every item of the server by walking its hash table (recent
+/// 1.6 releases; Debian's 1.6.18 has it): every item is seen once, where a walk of the
+/// LRUs can miss items accessed while it runs (as held locks are, at each renewal).
+const METADUMP_HASH: &[u8] = b"lru_crawler metadump hash\r\n";
+/// The same by walking the LRUs, for a server that does not know `hash` (it reads it as a
+/// slab class and answers `BADCLASS`).
+const METADUMP_ALL: &[u8] = b"lru_crawler metadump all\r\n";
 /// The pause before asking again while the crawler is busy with another crawl.
 const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 impl Pool {
     /// The keys of the server's items, decoded, that `keep` selects: `lru_crawler metadump
-    /// all`, which walks the whole cache. On a connection of its own (counted in the
-    /// pool's [`MAX_CONNECTIONS`]), closed afterwards: opening it is bounded by
-    /// `connect_timeout_ms`, and each line of the answer by `timeout_ms` (the walk as a
-    /// whole takes as long as the cache is large). While the crawler is busy with another
-    /// crawl (`BUSY`), asks again for up to `timeout_ms`.
+    /// hash` (or `all` where `hash` is unknown), which walks the whole cache. On a
+    /// connection of its own (counted in the pool's [`MAX_CONNECTIONS`]), closed
+    /// afterwards: opening it is bounded by `connect_timeout_ms`, and each line of the
+    /// answer by `timeout_ms` (the walk as a whole takes as long as the cache is large).
+    /// While the crawler is busy with another crawl (`BUSY`), asks again for up to
+    /// `timeout_ms`.
     pub(super) async fn metadump(&self, mut keep: impl FnMut(&str) -> bool) -> BackendResult<Dump> {
         let timeout = self.options.timeout;
         let _permit = timeout
@@ -307,63 +313,60 @@ impl Pool {
             .await?;
         let mut conn = self.connect().await?;
         let busy_until = Instant::now() + timeout.length;
-        let mut keys = Vec::new();
-        loop {
-            let mut line = timeout
-                .bound(async {
-                    let asked = async {
-                        conn.stream.write_all(METADUMP).await?;
-                        conn.stream.flush().await?;
-                        conn.line_ending(b"\n").await
-                    };
-                    asked.await.map_err(|e| self.options.client_error(e))
-                })
-                .await?;
-            if line.starts_with("BUSY") {
-                if Instant::now() < busy_until {
-                    tokio::time::sleep(BUSY_PAUSE).await;
-                    continue;
-                }
-                return Err(self.options.client_error(format!(
-                    "the LRU crawler stayed busy with another crawl for {} ms (the URL's \
-                     `timeout_ms`): `{line}`",
-                    timeout.length.as_millis()
-                )));
+        let mut command = METADUMP_HASH;
+        let mut line = loop {
+            self.dump_io(async {
+                conn.stream.write_all(command).await?;
+                conn.stream.flush().await
+            })
+            .await?;
+            let mut first = self.dump_io(conn.line_ending(b"\n")).await?;
+            // Documented as the answer to a crawl that started, though no server sends it.
+            if first == "OK" {
+                first = self.dump_io(conn.line_ending(b"\n")).await?;
             }
-            // `NOTSTARTED no items to crawl`: an empty cache.
-            if line.starts_with("NOTSTARTED") {
-                return Ok(Dump::Keys(keys));
+            if first.starts_with("BADCLASS") && command == METADUMP_HASH {
+                command = METADUMP_ALL;
+            } else if first.starts_with("BUSY") && Instant::now() < busy_until {
+                tokio::time::sleep(BUSY_PAUSE).await;
+            } else {
+                break first;
             }
-            if line == "ERROR"
-                || line.starts_with("ERROR metadump not allowed")
-                || line.starts_with("CLIENT_ERROR lru crawler disabled")
-            {
-                return Ok(Dump::Refused(line));
-            }
-            loop {
-                if line == "END" {
-                    return Ok(Dump::Keys(keys));
-                }
-                let key = line
-                    .split(' ')
-                    .next()
-                    .and_then(|word| word.strip_prefix("key="))
-                    .ok_or_else(|| {
-                        self.options
-                            .client_error(format!("unexpected metadump line `{line}`"))
-                    })?;
-                if let Some(key) = uri_decode(key).filter(|k| keep(k)) {
-                    keys.push(key);
-                }
-                line = timeout
-                    .bound(async {
-                        conn.line_ending(b"\n")
-                            .await
-                            .map_err(|e| self.options.client_error(e))
-                    })
-                    .await?;
-            }
+        };
+        if line == "ERROR"
+            || line.starts_with("ERROR metadump not allowed")
+            || line.starts_with("CLIENT_ERROR lru crawler disabled")
+        {
+            return Ok(Dump::Refused(line));
         }
+        let mut keys = Vec::new();
+        // `NOTSTARTED no items to crawl`: an empty cache.
+        while line != "END" && !line.starts_with("NOTSTARTED") {
+            let key = line
+                .split(' ')
+                .next()
+                .and_then(|word| word.strip_prefix("key="))
+                .ok_or_else(|| {
+                    self.options
+                        .client_error(format!("unexpected answer to a metadump: `{line}`"))
+                })?;
+            if let Some(key) = uri_decode(key).filter(|k| keep(k)) {
+                keys.push(key);
+            }
+            line = self.dump_io(conn.line_ending(b"\n")).await?;
+        }
+        Ok(Dump::Keys(keys))
+    }
+
+    /// One step of a metadump, bounded by `timeout_ms`.
+    async fn dump_io<T>(
+        &self,
+        io: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> BackendResult<T> {
+        self.options
+            .timeout
+            .bound(async { io.await.map_err(|e| self.options.client_error(e)) })
+            .await
     }
 }
 
