@@ -380,7 +380,7 @@ impl Backend for MemcachedBackend {
     }
 
     /// An item stored with `T<n>` lives up to `n` seconds and expiries are rounded up to
-    /// whole seconds plus one ([`options::expiry_secs`]): a key can outlive the time asked
+    /// whole seconds plus one (`options::expiry_secs`): a key can outlive the time asked
     /// by up to two seconds.
     fn expiry_slack(&self) -> Duration {
         Duration::from_secs(2)
