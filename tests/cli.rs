@@ -1,6 +1,7 @@
 //! The `lockattr` operator CLI (`held`, `inspect`, `release --force`) run as a process
-//! against every backend that can list its locks, with a lock held by this test; and the
-//! library API it is built on (`Locks::held`, `inspect`, `force_release`).
+//! against every backend that can list its locks (Memcached included), with a lock held
+//! by this test; and the library API it is built on (`Locks::held`, `inspect`,
+//! `force_release`).
 //!
 //! For each backend: `held` lists the held key with its token and time left (table and
 //! `--json`), `inspect` shows it (exit 0) and a free key is not found (exit 1), `release`
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use lockattr::backend::admin::Fence;
 use lockattr::{LockError, Locks};
-use lockattr_tests::{mysql_url, postgres_url, redis_url, with_param};
+use lockattr_tests::{memcached_url, mysql_url, postgres_url, redis_url, with_param};
 use serde_json::Value;
 
 const TTL: Duration = Duration::from_secs(30);
@@ -215,6 +216,64 @@ async fn redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached() {
+    held_inspect_and_forced_release(&isolated(&memcached_url(), "mc")).await;
+}
+
+/// What Memcached shows in particular: the token is built from the lock item's CAS, the
+/// holder's own until its first extension stores the item again under a greater CAS (so
+/// an upper bound); the time left is whole seconds; the owner is unknown; a hashed key is
+/// listed by its stored key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_tokens_time_left_and_hashed_keys() {
+    let url = isolated(&memcached_url(), "mcshow");
+    let locks = connect(&url).await;
+    let holder = take(&locks, KEY).await;
+    let token = holder.token();
+    let seen = locks.inspect(KEY).await.unwrap().expect("held");
+    assert_eq!(
+        seen.token,
+        Fence::AtMost(token),
+        "never extended: the holder's token"
+    );
+    let left = seen.time_left.expect("a time left");
+    assert_eq!(left.subsec_nanos(), 0, "{left:?}");
+    assert!(
+        left <= TTL && left >= TTL - Duration::from_secs(2),
+        "{left:?}"
+    );
+    assert_eq!(seen.owner, None);
+    holder.extend(TTL).await.unwrap();
+    match locks.inspect(KEY).await.unwrap().expect("held").token {
+        Fence::AtMost(n) => assert!(n > token, "{n} after an extension of {token}"),
+        other => panic!("{other:?}"),
+    }
+    let (code, text) = cli(&["inspect", &url, KEY]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("token      <="), "{text}");
+
+    let long = format!("report:{}", "x".repeat(300));
+    let hashed = take(&locks, &long).await;
+    let stored = locks
+        .inspect(&long)
+        .await
+        .unwrap()
+        .expect("held")
+        .stored_key;
+    assert!(stored.len() < long.len(), "{stored}");
+    let held = locks.held().await.unwrap();
+    let listed = held
+        .iter()
+        .find(|l| l.stored_key == stored)
+        .unwrap_or_else(|| panic!("{stored} not in {held:?}"));
+    assert_eq!(listed.key, None);
+    assert_eq!(listed.token, Fence::AtMost(hashed.token()));
+    hashed.release().await.unwrap();
+    holder.release().await.unwrap();
+    assert!(locks.held().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
     let path = std::env::temp_dir().join(format!("lockattr-cli-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
@@ -349,10 +408,25 @@ async fn mysql_sessions_with_performance_schema() {
 /// at its next renewal, and the operator sees its host and pid before releasing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewing_holder_process_is_cancelled_with_lost() {
-    use std::io::{BufRead, BufReader};
-
     let path = std::env::temp_dir().join(format!("lockattr-cli-proc-{}.db", std::process::id()));
     let url = isolated(&format!("sqlite://{}", path.display()), "proc");
+    renewing_holder_cancelled(&url, true).await;
+    let _ = std::fs::remove_file(path);
+}
+
+/// The same on Memcached: the forced-out holder's next renewal presents a CAS that no
+/// longer matches (the owner is unknown there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewing_memcached_holder_process_is_cancelled_with_lost() {
+    renewing_holder_cancelled(&isolated(&memcached_url(), "mcproc"), false).await;
+}
+
+/// A `lockattr-holder` process holding `proc:renewed` on `url` is released by force
+/// through the CLI and ends with `Lost`; `pid_known`: whether the backend shows its pid.
+async fn renewing_holder_cancelled(url: &str, pid_known: bool) {
+    use std::io::{BufRead, BufReader};
+
+    let url = url.to_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lockattr-holder"))
         .args([&url, "renewed", "30000"])
         .stdout(std::process::Stdio::piped())
@@ -368,8 +442,15 @@ async fn a_renewing_holder_process_is_cancelled_with_lost() {
     let (code, json) = cli(&["inspect", &url, "proc:renewed", "--json"]);
     assert_eq!(code, 0, "{json}");
     let json: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(json["lock"]["token"], token);
-    assert_eq!(json["lock"]["owner"]["pid"], child.id());
+    let shown = json["lock"]["token"].as_u64().expect("a token");
+    match json["lock"]["token_kind"].as_str() {
+        Some("exact") => assert_eq!(shown, token),
+        Some("at_most") => assert!(shown >= token, "{shown} < {token}"),
+        other => panic!("token_kind {other:?}"),
+    }
+    if pid_known {
+        assert_eq!(json["lock"]["owner"]["pid"], child.id());
+    }
 
     let (code, _) = cli(&["release", &url, "proc:renewed", "--force"]);
     assert_eq!(code, 0);
@@ -384,6 +465,5 @@ async fn a_renewing_holder_process_is_cancelled_with_lost() {
     let locks = connect(&url).await;
     let after = take(&locks, "proc:renewed").await;
     assert!(after.token() > token);
-    drop(after);
-    let _ = std::fs::remove_file(path);
+    after.release().await.unwrap();
 }

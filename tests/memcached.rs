@@ -2,8 +2,9 @@
 //! free ports: eviction of a held lock under memory pressure and a restart during a hold,
 //! everything flushed between two takes, a server that stops answering, a listener that
 //! never answers, a server without CAS, a newer storage format. Plus the keys it sends
-//! (no whitespace or control bytes, 250 bytes at most), the ttls it refuses, and its line
-//! of waiters across processes (no in-process wake-ups there). A missing
+//! (no whitespace or control bytes, 250 bytes at most), the ttls it refuses, a server that
+//! cannot list its keys for the operator's `held`, and its line of waiters across
+//! processes (no in-process wake-ups there). A missing
 //! `memcached` binary fails the test (`scripts/services.sh memcached` installs it).
 
 use std::net::TcpListener;
@@ -316,6 +317,41 @@ async fn a_server_without_cas_is_refused() {
     let server = Server::start(8, &["-C"]);
     let e = lockattr::connect(&server.url("")).await.unwrap_err();
     assert!(e.to_string().contains("CAS"), "{e}");
+}
+
+/// A server started without the LRU crawler (`-o no_lru_crawler`) or with dumps forbidden
+/// (`-X`) cannot list its keys: `held` is `Unsupported` (the CLI's exit code 4), naming
+/// the server's answer; `inspect` and a forced release still work there.
+#[tokio::test]
+async fn a_server_that_cannot_dump_its_keys_cannot_list() {
+    for (flags, answer) in [
+        (&["-o", "no_lru_crawler"][..], "lru crawler disabled"),
+        (&["-X"][..], "metadump not allowed"),
+    ] {
+        let server = Server::start(8, flags);
+        let locks = lockattr::connect(&server.url("")).await.unwrap();
+        assert!(locks.can_list());
+        let guard = take(&locks, "stuck", Duration::from_secs(30))
+            .await
+            .unwrap();
+        match locks.held().await {
+            Err(LockError::Unsupported { what, .. }) => {
+                assert!(what.contains(answer), "{flags:?}: {what}")
+            }
+            other => panic!("{flags:?}: {other:?}"),
+        }
+        assert!(locks.inspect("stuck").await.unwrap().is_some());
+        assert!(locks.force_release("stuck").await.unwrap());
+        assert!(locks.inspect("stuck").await.unwrap().is_none());
+        let next = take(&locks, "stuck", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(next.token() > guard.token());
+        assert!(matches!(
+            guard.extend(Duration::from_secs(30)).await,
+            Err(LockError::Lost { .. })
+        ));
+    }
 }
 
 /// A server whose format marker names a newer format is refused with a message that says

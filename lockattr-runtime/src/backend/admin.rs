@@ -16,6 +16,7 @@
 //! | `memory://` | the process's own store | exact | yes | no (always this process) |
 //! | `redis://` | `SCAN` of `{<prefix>*}` | at most the key's fencing counter (the holder's own token is not stored) | `PTTL` | no |
 //! | lease table (`sqlite://`, `…?mode=table`) | the rows whose lease has not ended | exact (the row's `fence`) | from the database's clock | host and pid (the `holder` column) |
+//! | `memcached://` | `lru_crawler metadump hash` (walks the whole cache), the `K\|l` items under the prefix | at most `started × 10⁹ +` the item's CAS (the holder's own token until its first extension) | whole seconds (`mg … t`) | no |
 //!
 //! Owner information is only shown where it costs nothing when a lock is taken: the lease
 //! table already writes `holder` (`host:pid`) in the statement that takes the key. Redis
@@ -28,10 +29,11 @@
 //!
 //! [`Admin::force_release`] ends a lease whoever holds it. Fencing still holds: each
 //! backend makes the next holder's token from a counter that the forced release does not
-//! touch (the lease table's `fence` column, Redis's `{K}:fence`), so it is greater than the
-//! forced holder's. The forced holder learns it at its next renewal, extend or release,
-//! which present its owner token and find it gone: [`LockError::Lost`](crate::LockError),
-//! and a body running under the attribute with `renew = true` is cancelled.
+//! touch (the lease table's `fence` column, Redis's `{K}:fence`, Memcached's CAS counter),
+//! so it is greater than the forced holder's. The forced holder learns it at its next
+//! renewal, extend or release, which present its owner token (Memcached: its item's CAS)
+//! and find it gone: [`LockError::Lost`](crate::LockError), and a body running under the
+//! attribute with `renew = true` is cancelled.
 
 use std::time::Duration;
 

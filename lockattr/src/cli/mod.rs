@@ -72,7 +72,10 @@ URL is a lockattr backend URL, with its ?prefix= if the programs use one:
     token, time left, host and pid); redis://[user:pass@]host[:port][/db] (token shown
     as <=N, the key's fencing counter); postgres://… (advisory locks: listed by hash,
     host and pid of the holder); mysql://… (GET_LOCK: listed only if performance_schema
-    records metadata locks; inspect works everywhere); memory:// (this process only).
+    records metadata locks; inspect works everywhere); memcached://host[:port] (token
+    shown as <=N, time left in whole seconds; held walks the whole cache with
+    lru_crawler metadump, refused by servers run with -o no_lru_crawler); memory://
+    (this process only).
 Unknown values print as `?`. Backends that cannot list say so (exit code 4).
 Passwords are never printed.
 

@@ -96,7 +96,7 @@ pub fn held_table(locks: &Locks, held: &[HeldLock]) -> String {
         out.push('\n');
     }
     if held.iter().any(|l| matches!(l.token, Fence::AtMost(_))) {
-        out.push_str("<=N: the key's fencing counter; the holder's token is at most N\n");
+        out.push_str("<=N: the holder's token is at most N (Redis: the key's fencing counter; Memcached: from the lock's CAS)\n");
     }
     out
 }
@@ -208,7 +208,7 @@ mod tests {
 KEY                                                      TOKEN                  TIME LEFT  OWNER
 flush:acme                                               42                     29.1s      web-1 pid 4242
 lockattr:xxxx#0123456789abcdef0123456789abcdef (hashed)  <=1700000000000000007  ?          ?
-<=N: the key's fencing counter; the holder's token is at most N
+<=N: the holder's token is at most N (Redis: the key's fencing counter; Memcached: from the lock's CAS)
 ";
         assert_eq!(table, expected);
     }

@@ -103,6 +103,25 @@
 //! What remains of a `min_hold` is rounded up the same way. Expiries over 30 days (which
 //! Memcached would read as a date) are refused.
 //!
+//! # Operators
+//!
+//! The operator's `lockattr held`, `inspect` and `release --force` (and
+//! [`Locks::held`](crate::Locks::held), [`inspect`](crate::Locks::inspect),
+//! [`force_release`](crate::Locks::force_release)) work here, with these limits:
+//!
+//! - `held` lists keys with `lru_crawler metadump hash` (or `all`), which walks the
+//!   **whole cache** (every item of every application on the server) and sends a line
+//!   per item: seconds of work on a large cache. A server started with `-o no_lru_crawler` (or `-X`) cannot
+//!   list: [`LockError::Unsupported`], the CLI's exit code 4; `inspect` and a forced
+//!   release work on every server.
+//! - The token shown is `<=N`, `N = started × 10⁹ +` the lock item's CAS: the holder's own
+//!   token until its first extension, which stores the item under a new CAS.
+//! - The time left is whole seconds (Memcached's `t`, less the second added to every
+//!   expiry); the owner is unknown (the item holds the owner token alone).
+//! - A forced release deletes `K|l` whoever holds it (`md` without a CAS) and wakes this
+//!   process's waiters; the next holder's CAS, so its token, is greater, and the forced
+//!   holder's extend or release (CAS no longer matching) is [`LockError::Lost`].
+//!
 //! # Limits
 //!
 //! Memcached is a cache. It evicts items under memory pressure (unless started with
@@ -130,6 +149,7 @@ use crate::error::LockError;
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
 
+mod admin;
 mod names;
 mod options;
 mod protocol;
@@ -217,7 +237,7 @@ impl Client {
             .run(&[add, Command::line(&format!("mg {key} v c"))])
             .await?;
         match &answers.replies[..] {
-            [_, Reply::Value { data, cas }] => {
+            [_, Reply::Value { data, cas, .. }] => {
                 if cas.unwrap_or(0) == 0 {
                     return Err(
                         "this Memcached hands out no CAS numbers (started with `-C`?): \
@@ -288,7 +308,7 @@ impl Client {
             .run_one(Command::line(&format!("mg {lock} v c")))
             .await?
         {
-            Reply::Value { data, cas } if data == owner => Ok(cas),
+            Reply::Value { data, cas, .. } if data == owner => Ok(cas),
             _ => Ok(None),
         }
     }
@@ -360,7 +380,7 @@ impl Backend for MemcachedBackend {
     }
 
     /// An item stored with `T<n>` lives up to `n` seconds and expiries are rounded up to
-    /// whole seconds plus one ([`options::expiry_secs`]): a key can outlive the time asked
+    /// whole seconds plus one (`options::expiry_secs`): a key can outlive the time asked
     /// by up to two seconds.
     fn expiry_slack(&self) -> Duration {
         Duration::from_secs(2)
@@ -439,5 +459,11 @@ impl Backend for MemcachedBackend {
             }
             Ok(extended)
         })
+    }
+
+    /// Listing (`lru_crawler metadump`), inspecting and force-releasing, for operators
+    /// (see `admin.rs`).
+    fn admin(&self) -> Option<&dyn super::admin::Admin> {
+        Some(self)
     }
 }

@@ -7,6 +7,7 @@
 //! built from (see the [module docs](super)).
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
@@ -30,8 +31,13 @@ const MAX_VALUE: usize = 1024;
 pub(super) enum Reply {
     /// `HD`: done; the item's CAS when asked for with `c`.
     Stored { cas: Option<u64> },
-    /// `VA`: a value, with the item's CAS when asked for with `c`.
-    Value { data: Vec<u8>, cas: Option<u64> },
+    /// `VA`: a value, with the item's CAS when asked for with `c`, and its seconds left
+    /// when asked for with `t` (`-1`: no expiry).
+    Value {
+        data: Vec<u8>,
+        cas: Option<u64>,
+        ttl: Option<i64>,
+    },
     /// `NS`: not stored (an add on a key that exists).
     NotStored,
     /// `EX`: the CAS did not match.
@@ -103,6 +109,12 @@ impl Connection {
 
     /// One answer line, without its `\r\n`.
     async fn line(&mut self) -> std::io::Result<String> {
+        self.line_ending(b"\r\n").await
+    }
+
+    /// One answer line ending in `end`, without it. Metadump lines end in `\n` alone
+    /// (its closing `END` in `\r\n`, which is stripped as well).
+    async fn line_ending(&mut self, end: &[u8]) -> std::io::Result<String> {
         let mut buf = Vec::with_capacity(64);
         let n = (&mut self.stream)
             .take(MAX_LINE as u64)
@@ -111,10 +123,13 @@ impl Connection {
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        if !buf.ends_with(b"\r\n") {
+        if !buf.ends_with(end) {
             return Err(invalid("an answer line was cut short or too long"));
         }
-        buf.truncate(buf.len() - 2);
+        buf.truncate(buf.len() - end.len());
+        if end == b"\n" && buf.ends_with(b"\r") {
+            buf.pop();
+        }
         String::from_utf8(buf).map_err(|_| invalid("an answer line is not UTF-8"))
     }
 
@@ -135,13 +150,15 @@ impl Connection {
         let line = self.line().await?;
         let mut words = line.split(' ');
         let code = words.next().unwrap_or("");
-        let mut cas = None;
+        let (mut cas, mut ttl) = (None, None);
         let mut size = None;
         for (i, word) in words.enumerate() {
             if code == "VA" && i == 0 {
                 size = word.parse::<usize>().ok();
             } else if let Some(v) = word.strip_prefix('c') {
                 cas = v.parse().ok();
+            } else if let Some(v) = word.strip_prefix('t') {
+                ttl = v.parse().ok();
             }
         }
         Ok(match code {
@@ -159,7 +176,7 @@ impl Connection {
                     return Err(invalid("a value was not followed by `\\r\\n`"));
                 }
                 data.truncate(size);
-                Reply::Value { data, cas }
+                Reply::Value { data, cas, ttl }
             }
             _ => return Err(invalid(format!("the server answered `{line}`"))),
         })
@@ -256,6 +273,122 @@ impl Pool {
     }
 }
 
+/// What `lru_crawler metadump` answered.
+pub(super) enum Dump {
+    /// The keys (decoded) of the items the caller kept.
+    Keys(Vec<String>),
+    /// The server cannot list its items, and said so: `CLIENT_ERROR lru crawler disabled`
+    /// (started with `-o no_lru_crawler`), `ERROR metadump not allowed` (started with
+    /// `-X`), or `ERROR` (a server that does not know the command).
+    Refused(String),
+}
+
+/// The command that lists every item of the server by walking its hash table (recent
+/// 1.6 releases; Debian's 1.6.18 has it): every item is seen once, where a walk of the
+/// LRUs can miss items accessed while it runs (as held locks are, at each renewal).
+const METADUMP_HASH: &[u8] = b"lru_crawler metadump hash\r\n";
+/// The same by walking the LRUs, for a server that does not know `hash` (it reads it as a
+/// slab class and answers `BADCLASS`).
+const METADUMP_ALL: &[u8] = b"lru_crawler metadump all\r\n";
+/// The pause before asking again while the crawler is busy with another crawl.
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
+
+impl Pool {
+    /// The keys of the server's items, decoded, that `keep` selects: `lru_crawler metadump
+    /// hash` (or `all` where `hash` is unknown), which walks the whole cache. On a
+    /// connection of its own (counted in the pool's [`MAX_CONNECTIONS`]), closed
+    /// afterwards: opening it is bounded by `connect_timeout_ms`, and each line of the
+    /// answer by `timeout_ms` (the walk as a whole takes as long as the cache is large).
+    /// While the crawler is busy with another crawl (`BUSY`), asks again for up to
+    /// `timeout_ms`.
+    pub(super) async fn metadump(&self, mut keep: impl FnMut(&str) -> bool) -> BackendResult<Dump> {
+        let timeout = self.options.timeout;
+        let _permit = timeout
+            .bound(async {
+                self.permits
+                    .acquire()
+                    .await
+                    .map_err(|e| self.options.client_error(e))
+            })
+            .await?;
+        let mut conn = self.connect().await?;
+        let busy_until = Instant::now() + timeout.length;
+        let mut command = METADUMP_HASH;
+        let mut line = loop {
+            self.dump_io(async {
+                conn.stream.write_all(command).await?;
+                conn.stream.flush().await
+            })
+            .await?;
+            let mut first = self.dump_io(conn.line_ending(b"\n")).await?;
+            // Documented as the answer to a crawl that started, though no server sends it.
+            if first == "OK" {
+                first = self.dump_io(conn.line_ending(b"\n")).await?;
+            }
+            if first.starts_with("BADCLASS") && command == METADUMP_HASH {
+                command = METADUMP_ALL;
+            } else if first.starts_with("BUSY") && Instant::now() < busy_until {
+                tokio::time::sleep(BUSY_PAUSE).await;
+            } else {
+                break first;
+            }
+        };
+        if line == "ERROR"
+            || line.starts_with("ERROR metadump not allowed")
+            || line.starts_with("CLIENT_ERROR lru crawler disabled")
+        {
+            return Ok(Dump::Refused(line));
+        }
+        let mut keys = Vec::new();
+        // `NOTSTARTED no items to crawl`: an empty cache.
+        while line != "END" && !line.starts_with("NOTSTARTED") {
+            let key = line
+                .split(' ')
+                .next()
+                .and_then(|word| word.strip_prefix("key="))
+                .ok_or_else(|| {
+                    self.options
+                        .client_error(format!("unexpected answer to a metadump: `{line}`"))
+                })?;
+            if let Some(key) = uri_decode(key).filter(|k| keep(k)) {
+                keys.push(key);
+            }
+            line = self.dump_io(conn.line_ending(b"\n")).await?;
+        }
+        Ok(Dump::Keys(keys))
+    }
+
+    /// One step of a metadump, bounded by `timeout_ms`.
+    async fn dump_io<T>(
+        &self,
+        io: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> BackendResult<T> {
+        self.options
+            .timeout
+            .bound(async { io.await.map_err(|e| self.options.client_error(e)) })
+            .await
+    }
+}
+
+/// A key as metadump writes it (URI-encoded: `%7C` for `|`) decoded; `None` if it is not
+/// UTF-8 (no stored key of this backend is) or not well encoded.
+fn uri_decode(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `e` says the peer closed the connection (as after a server restart).
 fn is_closed(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -276,5 +409,18 @@ mod tests {
             Command::set("k", "T2 ME c", b"ab").0,
             b"ms k 2 T2 ME c\r\nab\r\n"
         );
+    }
+
+    #[test]
+    fn metadump_keys_are_decoded() {
+        assert_eq!(
+            uri_decode("lockattr%3Ajob%3Anightly%7Cl").as_deref(),
+            Some("lockattr:job:nightly|l")
+        );
+        // A key holding `%20` (an escaped space) is dumped as `%2520`.
+        assert_eq!(uri_decode("a%2520b").as_deref(), Some("a%20b"));
+        assert_eq!(uri_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(uri_decode("bad%7"), None);
+        assert_eq!(uri_decode("bad%zz"), None);
     }
 }

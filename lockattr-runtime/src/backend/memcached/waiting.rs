@@ -87,7 +87,7 @@ enum Head {
 
 fn head(reply: &Reply) -> (Head, u64) {
     match reply {
-        Reply::Value { data, cas } => {
+        Reply::Value { data, cas, .. } => {
             let text = std::str::from_utf8(data).unwrap_or("");
             let head = match text.strip_prefix('s') {
                 Some(n) => n.parse().map(Head::Served),
@@ -348,6 +348,7 @@ mod tests {
         Reply::Value {
             data: text.as_bytes().to_vec(),
             cas: Some(7),
+            ttl: None,
         }
     }
 
