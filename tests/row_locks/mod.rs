@@ -12,6 +12,8 @@ use lockattr::LockError;
 use sqlx::{AssertSqlSafe, Pool};
 
 mod job_queue;
+#[cfg(feature = "query-macros")]
+pub mod mapped;
 pub use job_queue::job_queue_processes_each_job_once;
 
 use super::{lock_timeout, set_lock_timeout, sql, url, Db, SERVER, WAIT};
@@ -31,6 +33,22 @@ macro_rules! shared_tests {
             fetch_optional_locks_as_documented,
             job_queue_processes_each_job_once,
         );
+        $crate::row_locks::shared_tests!(
+            @mapped
+            map_skip_error_and_wait_lock_as_the_policy_says,
+            map_queries_a_clause_cannot_follow_are_refused_unsent,
+            map_sets_the_lock_timeout_back,
+            map_decode_errors_name_the_statement,
+        );
+    };
+    (@mapped $($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "query-macros")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::row_locks::mapped::$name().await;
+            }
+        )*
     };
     ($($name:ident),* $(,)?) => {
         $(

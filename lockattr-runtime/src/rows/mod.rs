@@ -93,6 +93,8 @@
 
 mod clause;
 mod driver;
+#[cfg(feature = "query-macros")]
+mod mapped;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -111,6 +113,7 @@ use sqlx::{Database, SqlSafeStr, Transaction};
 
 use crate::error::LockError;
 pub use query::LockQuery;
+use query::{Locked, Locking};
 pub use scan::{check_literal, Refusal};
 use server::{Failure, Policy};
 
@@ -257,8 +260,39 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
             of,
             policy: WithPolicy(policy),
         } = self;
-        let conn: &mut DB::Connection = tx;
-        let parts = query.into_parts();
+        let locking = Locking {
+            conn: &mut **tx,
+            mode,
+            of,
+            policy,
+        };
+        let Locked { rows, key, backend } = query.fetch(locking, all).await?;
+        if one && rows.is_empty() {
+            return Err(LockError::backend(
+                &backend,
+                Some(&key),
+                sqlx::Error::RowNotFound,
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+impl<DB: RowDatabase> Locking<'_, DB> {
+    /// Checks the query, appends the clause and runs it under the policy: every row (`all`) or
+    /// at most one. `parts` is the query taken apart, or why it could not be.
+    async fn rows(
+        &mut self,
+        parts: Result<query::Parts<DB>, String>,
+        all: bool,
+    ) -> Result<Locked<DB::Row>, LockError> {
+        let Locking {
+            conn,
+            mode,
+            of,
+            policy,
+        } = self;
+        let (conn, mode, policy) = (&mut **conn, *mode, *policy);
         let server = DB::detect(conn)
             .await
             .map_err(|e| LockError::backend(DB::KIND, None, e))?;
@@ -282,7 +316,7 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
                 "the wait is zero: use `error()` for NOWAIT",
             ));
         }
-        let lock_clause = clause::lock_clause(&server, mode, &of, &policy).map_err(|what| {
+        let lock_clause = clause::lock_clause(&server, mode, of, &policy).map_err(|what| {
             LockError::Unsupported {
                 key: label.clone(),
                 backend: backend.clone(),
@@ -328,12 +362,23 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
             Failure::Other => failed(e),
         })?;
         tracing::debug!(key = %key, backend = %backend, rows = rows.len(), "rows locked");
-        if one && rows.is_empty() {
-            return Err(failed(sqlx::Error::RowNotFound));
-        }
-        rows.into_iter()
-            .map(|row| Q::decode(row).map_err(failed))
-            .collect()
+        Ok(Locked { rows, key, backend })
+    }
+}
+
+impl<O> Locked<O> {
+    /// Each row decoded; a row that does not decode is a [`LockError::Backend`].
+    fn decode<P>(
+        self,
+        decode: impl FnMut(O) -> Result<P, sqlx::Error>,
+    ) -> Result<Locked<P>, LockError> {
+        let Locked { rows, key, backend } = self;
+        let rows = rows
+            .into_iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(|e| LockError::backend(&backend, Some(&key), e))?;
+        Ok(Locked { rows, key, backend })
     }
 }
 

@@ -1,0 +1,255 @@
+//! `rows::lock` on sqlx's `Map` (feature `query-macros`): the type the `query!` /
+//! `query_as!` / `query_scalar!` macros expand to, built here by hand with `try_map` (the
+//! macros need the table at compile time). Its SQL gets the clause, its private mapper maps
+//! the locked rows, and the lock's own errors come back, as with the other queries.
+
+use lockattr::rows;
+use lockattr::LockError;
+use sqlx::query::Map;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{hold, jobs_table, pool, sql, NO_HANG};
+use super::{lock_timeout, set_lock_timeout, Db, SERVER, WAIT};
+
+type DbRow = <Db as sqlx::Database>::Row;
+type Args = <Db as sqlx::Database>::Arguments;
+
+/// What `query!` gives: a record with a field per column.
+#[derive(Debug, PartialEq)]
+pub struct Record {
+    id: i64,
+    processed: i64,
+}
+
+/// `SELECT id, processed FROM {table} WHERE id <= {upto} ORDER BY id` as a `Map`, the
+/// type `query!` expands to.
+fn records(
+    table: &str,
+    upto: i64,
+) -> Map<'static, Db, impl FnMut(DbRow) -> Result<Record, sqlx::Error> + Send, Args> {
+    sqlx::query(AssertSqlSafe(sql(&format!(
+        "SELECT id, processed FROM {table} WHERE id <= ? ORDER BY id"
+    ))))
+    .bind(upto)
+    .try_map(|row: DbRow| {
+        Ok(Record {
+            id: row.try_get("id")?,
+            processed: row.try_get("processed")?,
+        })
+    })
+}
+
+fn ids_of(records: &[Record]) -> Vec<i64> {
+    records.iter().map(|r| r.id).collect()
+}
+
+pub async fn map_skip_error_and_wait_lock_as_the_policy_says() {
+    let pool = pool().await;
+    jobs_table(&pool, "rows_map_policy", 4).await;
+    let holder = hold(&pool, "rows_map_policy", 2).await;
+
+    // skip: the held rows are left out, the others come back mapped.
+    let mut tx = pool.begin().await.unwrap();
+    let free = tokio::time::timeout(
+        NO_HANG,
+        rows::lock(&mut tx, records("rows_map_policy", 4))
+            .skip()
+            .fetch_all(),
+    )
+    .await
+    .expect("SKIP LOCKED does not wait")
+    .unwrap();
+    assert_eq!(
+        free,
+        vec![
+            Record {
+                id: 3,
+                processed: 0
+            },
+            Record {
+                id: 4,
+                processed: 0
+            }
+        ]
+    );
+    // The rows skip took are locked too: a third transaction gets none of them.
+    let mut third = pool.begin().await.unwrap();
+    let none = rows::lock(&mut third, records("rows_map_policy", 4))
+        .skip()
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    third.rollback().await.unwrap();
+    tx.rollback().await.unwrap();
+
+    // error: NOWAIT, a conflict naming the statement (with its clause) and the server.
+    let mut tx = pool.begin().await.unwrap();
+    let e = tokio::time::timeout(
+        NO_HANG,
+        rows::lock(&mut tx, records("rows_map_policy", 4))
+            .error()
+            .fetch_all(),
+    )
+    .await
+    .expect("NOWAIT does not wait")
+    .unwrap_err();
+    let LockError::Conflict { key, backend } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        key.contains("FROM rows_map_policy") && key.contains("NOWAIT"),
+        "{key}"
+    );
+    assert!(backend.starts_with(SERVER), "{backend}");
+    tx.rollback().await.unwrap();
+
+    // wait: a timeout after the server's wait.
+    let mut tx = pool.begin().await.unwrap();
+    let e = tokio::time::timeout(
+        NO_HANG,
+        rows::lock(&mut tx, records("rows_map_policy", 1))
+            .wait(WAIT)
+            .fetch_optional(),
+    )
+    .await
+    .expect("the wait ends")
+    .unwrap_err();
+    let LockError::Timeout { waited, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        *waited >= WAIT.mul_f32(0.9),
+        "waited {waited:?} for {WAIT:?}"
+    );
+    tx.rollback().await.unwrap();
+
+    // Once the holder commits, the wait gets the rows.
+    holder.commit().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let got = rows::lock(&mut tx, records("rows_map_policy", 2))
+        .wait(WAIT)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&got), vec![1, 2]);
+    let one = rows::lock(&mut tx, records("rows_map_policy", 1))
+        .error()
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(one.id, 1);
+    let e = rows::lock(&mut tx, records("rows_map_policy", 0))
+        .error()
+        .fetch_one()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LockError::Backend { key: Some(key), .. } if key.contains("rows_map_policy")),
+        "no row: {e}"
+    );
+}
+
+pub async fn map_queries_a_clause_cannot_follow_are_refused_unsent() {
+    let pool = pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    // The table does not exist: had a query been sent, the server would have said so.
+    for (text, why) in [
+        (
+            "SELECT id FROM rows_map_missing UNION SELECT id FROM rows_map_missing",
+            "UNION",
+        ),
+        (
+            "SELECT id FROM rows_map_missing FOR UPDATE",
+            "already has a lock clause",
+        ),
+        ("SELECT id FROM rows_map_missing;", "`;`"),
+    ] {
+        let query = sqlx::query(AssertSqlSafe(text)).try_map(|row: DbRow| row.try_get::<i64, _>(0));
+        let e = rows::lock(&mut tx, query)
+            .skip()
+            .fetch_all()
+            .await
+            .unwrap_err();
+        let LockError::InvalidOptions {
+            key,
+            backend,
+            reason,
+        } = &e
+        else {
+            panic!("{text}: {e}")
+        };
+        assert!(reason.contains(why), "{text}: {reason}");
+        assert!(
+            key.contains("rows_map_missing") && backend.starts_with(SERVER),
+            "{e}"
+        );
+    }
+    // Nothing was sent, so the transaction is still usable.
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+}
+
+pub async fn map_sets_the_lock_timeout_back() {
+    let pool = pool().await;
+    jobs_table(&pool, "rows_map_timeout_back", 2).await;
+    let mut tx = pool.begin().await.unwrap();
+    set_lock_timeout(&mut tx, 7).await;
+    let before = lock_timeout(&mut tx).await;
+    let got = rows::lock(&mut tx, records("rows_map_timeout_back", 1))
+        .wait(WAIT)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&got), vec![1]);
+    assert_eq!(
+        lock_timeout(&mut tx).await,
+        before,
+        "after a wait that got its rows"
+    );
+    tx.commit().await.unwrap();
+
+    let _holder = hold(&pool, "rows_map_timeout_back", 2).await;
+    let mut conn = pool.acquire().await.unwrap();
+    set_lock_timeout(&mut conn, 7).await;
+    let before = lock_timeout(&mut conn).await;
+    {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let e = rows::lock(&mut tx, records("rows_map_timeout_back", 2))
+            .wait(WAIT)
+            .fetch_all()
+            .await;
+        assert!(matches!(e, Err(LockError::Timeout { .. })), "{e:?}");
+        tx.rollback().await.unwrap();
+    }
+    assert_eq!(
+        lock_timeout(&mut conn).await,
+        before,
+        "after a wait that timed out"
+    );
+}
+
+/// A row the mapper cannot decode is a `Backend` error naming the statement, after the lock.
+pub async fn map_decode_errors_name_the_statement() {
+    let pool = pool().await;
+    jobs_table(&pool, "rows_map_decode", 1).await;
+    let mut tx = pool.begin().await.unwrap();
+    let query = sqlx::query(AssertSqlSafe(sql(
+        "SELECT id FROM rows_map_decode WHERE id <= ?",
+    )))
+    .bind(1_i64)
+    .try_map(|row: DbRow| row.try_get::<i64, _>("no_such_column"));
+    let e = rows::lock(&mut tx, query)
+        .error()
+        .fetch_all()
+        .await
+        .unwrap_err();
+    let LockError::Backend { key, backend, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        key.as_deref()
+            .is_some_and(|k| k.contains("rows_map_decode") && k.contains("NOWAIT")),
+        "{e}"
+    );
+    assert!(backend.starts_with(SERVER), "{backend}");
+}
