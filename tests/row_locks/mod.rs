@@ -259,17 +259,28 @@ pub async fn commit_and_rollback_release_the_rows() {
 }
 
 pub async fn the_lock_timeout_is_set_back_after_the_call() {
+    lock_timeout_set_back_with("rows_timeout_back", ids, |id| *id).await;
+}
+
+/// The lock timeout set back after a wait that got its rows and after one that timed out,
+/// with `query(table, n)` selecting rows `1..=n` of `table`, `id` reading a row's id.
+pub async fn lock_timeout_set_back_with<Q: rows::LockQuery<Db>>(
+    table: &str,
+    query: fn(&str, i64) -> Q,
+    id: fn(&Q::Output) -> i64,
+) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_timeout_back", 2).await;
+    jobs_table(&pool, table, 2).await;
     let mut tx = pool.begin().await.unwrap();
     set_lock_timeout(&mut tx, 7).await;
     let before = lock_timeout(&mut tx).await;
     // A wait that gets its rows, then (MySQL / MariaDB: in the same transaction) one that times out.
-    let got = rows::lock(&mut tx, ids("rows_timeout_back", 1))
+    let got = rows::lock(&mut tx, query(table, 1))
         .wait(WAIT)
         .fetch_all()
-        .await;
-    assert_eq!(got.unwrap(), vec![1]);
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(id).collect::<Vec<_>>(), vec![1]);
     assert_eq!(
         lock_timeout(&mut tx).await,
         before,
@@ -277,17 +288,17 @@ pub async fn the_lock_timeout_is_set_back_after_the_call() {
     );
     tx.commit().await.unwrap();
 
-    let _holder = hold(&pool, "rows_timeout_back", 2).await;
+    let _holder = hold(&pool, table, 2).await;
     let mut conn = pool.acquire().await.unwrap();
     set_lock_timeout(&mut conn, 7).await;
     let before = lock_timeout(&mut conn).await;
     {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-        let e = rows::lock(&mut tx, ids("rows_timeout_back", 2))
+        let e = rows::lock(&mut tx, query(table, 2))
             .wait(WAIT)
             .fetch_all()
             .await;
-        assert!(matches!(e, Err(LockError::Timeout { .. })), "{e:?}");
+        assert!(matches!(e, Err(LockError::Timeout { .. })), "{:?}", e.err());
         tx.rollback().await.unwrap();
     }
     assert_eq!(
@@ -300,6 +311,22 @@ pub async fn the_lock_timeout_is_set_back_after_the_call() {
 pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
     let pool = pool().await;
     let mut tx = pool.begin().await.unwrap();
+    refused_unsent_with(&mut tx, |text| sqlx::query(AssertSqlSafe(text))).await;
+    let e = rows::lock(&mut tx, ids("rows_missing", 1))
+        .of("jobs; DROP TABLE x")
+        .skip()
+        .fetch_all()
+        .await;
+    assert!(matches!(e, Err(LockError::InvalidOptions { .. })), "{e:?}");
+    // Nothing was sent, so the transaction is still usable.
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+}
+
+/// Queries a clause cannot follow, made with `query(text)`, refused in `tx` unsent.
+pub async fn refused_unsent_with<Q: rows::LockQuery<Db>>(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    query: fn(&'static str) -> Q,
+) {
     // The table does not exist: had a query been sent, the server would have said so.
     for (text, why) in [
         (
@@ -313,11 +340,9 @@ pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
         ("SELECT id FROM rows_missing;", "`;`"),
         ("DELETE FROM rows_missing", "SELECT"),
     ] {
-        let e = rows::lock(&mut tx, sqlx::query(AssertSqlSafe(text)))
-            .skip()
-            .fetch_all()
-            .await
-            .unwrap_err();
+        let Err(e) = rows::lock(tx, query(text)).skip().fetch_all().await else {
+            panic!("{text} was not refused")
+        };
         let LockError::InvalidOptions {
             key,
             backend,
@@ -332,14 +357,6 @@ pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
             "{e}"
         );
     }
-    let e = rows::lock(&mut tx, ids("rows_missing", 1))
-        .of("jobs; DROP TABLE x")
-        .skip()
-        .fetch_all()
-        .await;
-    assert!(matches!(e, Err(LockError::InvalidOptions { .. })), "{e:?}");
-    // Nothing was sent, so the transaction is still usable.
-    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
 }
 
 pub async fn typed_rows_come_back() {

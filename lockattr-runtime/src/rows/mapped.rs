@@ -76,11 +76,7 @@ impl<DB: RowDatabase> Locker<'_, DB> {
     }
 }
 
-impl<'x, DB> Executor<'x> for &'x mut Locker<'_, DB>
-where
-    DB: RowDatabase,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
+impl<'x, DB: RowDatabase> Executor<'x> for &'x mut Locker<'_, DB> {
     type Database = DB;
 
     fn fetch_many<'e, 'q: 'e, E>(
@@ -116,7 +112,7 @@ where
     where
         'x: 'e,
     {
-        self.locking.conn.prepare_with(sql, parameters)
+        DB::executor(self.locking.conn).prepare_with(sql, parameters)
     }
 
     // Present because `query-macros` turns on sqlx's `macros`, hence `sqlx-core/offline`.
@@ -124,14 +120,13 @@ where
     where
         'x: 'e,
     {
-        self.locking.conn.describe(sql)
+        DB::executor(self.locking.conn).describe(sql)
     }
 }
 
 impl<'q, DB, F, O, A> LockQuery<DB> for sqlx::query::Map<'q, DB, F, A>
 where
     DB: RowDatabase,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     F: FnMut(DB::Row) -> Result<O, sqlx::Error> + Send,
     O: Send + Unpin,
     A: 'q + Send + IntoArguments<DB>,

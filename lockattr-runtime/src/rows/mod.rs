@@ -50,15 +50,47 @@
 //!
 //! **One clause, always.** The query is the user's own `sqlx::query`, `query_as` or
 //! `query_scalar`, with its binds and typed rows (a tuple, or a `#[derive(sqlx::FromRow)]`
-//! type); lockattr appends the clause, and a policy must be chosen exactly once before
+//! type), and with the feature `query-macros` also the output of the `query!`,
+//! `query_as!` and `query_scalar!` macros (or of `.map` / `.try_map`: sqlx's
+//! `query::Map`), so the SQL stays checked at compile time and the rows come back as the
+//! macro's record: `rows::lock(&mut tx, sqlx::query!("SELECT id FROM jobs WHERE done =
+//! false LIMIT 10")).skip().fetch_all().await?` gives a `Vec` of records with an `id`
+//! field. lockattr appends the clause, and a policy must be chosen exactly once before
 //! anything can be fetched (a builder without one has no `fetch_*`, one with one has no
 //! `skip`/`error`/`wait`). A query the clause cannot be
 //! appended to is refused with [`LockError::InvalidOptions`] before anything is sent: not a
 //! `SELECT`, a top-level `UNION`/`INTERSECT`/`EXCEPT`, a lock clause of its own (`FOR …`,
 //! `LOCK IN SHARE MODE`), a `;`, a top-level `INTO`, and on PostgreSQL `DISTINCT`,
 //! `GROUP BY`, `HAVING`, `WINDOW`. [`sql!`] makes the same check on a literal at compile
-//! time. The `query!` macros' output is not accepted: sqlx keeps its row mapper private, so
-//! its SQL cannot be given a clause; use `query_as` with `#[derive(sqlx::FromRow)]`.
+//! time; a `query!` literal is checked when it is locked, before it is sent (the macros take
+//! only a literal, not `sql!`). A `Map` is run on an executor of lockattr's that takes the
+//! statement the `Map` hands it, checks it and appends the clause as above, runs it under
+//! the policy, and gives the rows back to the `Map`'s own mapper; a row the mapper cannot
+//! decode is a [`LockError::Backend`] naming the statement. The feature turns on sqlx's
+//! `macros` feature (which the macros need anyway): that executor must implement
+//! `Executor::describe`, which sqlx has only with it.
+//!
+#![cfg_attr(
+    all(feature = "query-macros", feature = "postgres"),
+    doc = r#"
+```no_run
+# async fn claim(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+use sqlx::Row;
+let mut tx = pool.begin().await?;
+// The type `query!` expands to, built by hand (`query!` needs the table at compile time).
+let ids: Vec<i64> = lockattr::rows::lock(
+    &mut tx,
+    sqlx::query("SELECT id FROM jobs WHERE done = false LIMIT 10")
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get("id")),
+)
+.skip()
+.fetch_all()
+.await?;
+# Ok(())
+# }
+```
+"#
+)]
 //!
 //! **Modes and servers.** [`Mode::Update`] (`FOR UPDATE`, the default) everywhere;
 //! [`Mode::Share`] (`FOR SHARE`, MariaDB's `LOCK IN SHARE MODE`); [`Mode::NoKeyUpdate`] and
