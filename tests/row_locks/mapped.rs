@@ -8,8 +8,9 @@ use lockattr::LockError;
 use sqlx::query::Map;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{hold, jobs_table, lock_timeout_set_back_with, pool, refused_unsent_with, sql};
-use super::{lock_timeout, set_lock_timeout, Db, NO_HANG, SERVER, WAIT};
+use super::{error_with, hold, jobs_table, lock_timeout_set_back_with, pool, refused_unsent_with};
+use super::{lock_timeout, set_lock_timeout, Db, SERVER, WAIT};
+use super::{skip_with, sql, wait_timeout_with};
 
 type DbRow = <Db as sqlx::Database>::Row;
 type Args = <Db as sqlx::Database>::Arguments;
@@ -39,113 +40,52 @@ fn records(
     })
 }
 
-fn ids_of(records: &[Record]) -> Vec<i64> {
-    records.iter().map(|r| r.id).collect()
-}
-
 pub async fn map_skip_error_and_wait_lock_as_the_policy_says() {
+    skip_with("rows_map_skip", records, |record| record.id).await;
+    error_with("rows_map_error", records).await;
+    wait_timeout_with("rows_map_wait", records).await;
+
+    // The rows come back mapped; `fetch_one` / `fetch_optional` as with the other queries.
     let pool = pool().await;
-    jobs_table(&pool, "rows_map_policy", 4).await;
-    let holder = hold(&pool, "rows_map_policy", 2).await;
-
-    // skip: the held rows are left out, the others come back mapped.
+    jobs_table(&pool, "rows_map_fetch", 2).await;
     let mut tx = pool.begin().await.unwrap();
-    let free = tokio::time::timeout(
-        NO_HANG,
-        rows::lock(&mut tx, records("rows_map_policy", 4))
-            .skip()
-            .fetch_all(),
-    )
-    .await
-    .expect("SKIP LOCKED does not wait")
-    .unwrap();
-    assert_eq!(
-        free,
-        vec![
-            Record {
-                id: 3,
-                processed: 0
-            },
-            Record {
-                id: 4,
-                processed: 0
-            }
-        ]
-    );
-    // The rows skip took are locked too: a third transaction gets none of them.
-    let mut third = pool.begin().await.unwrap();
-    let none = rows::lock(&mut third, records("rows_map_policy", 4))
-        .skip()
-        .fetch_all()
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "{none:?}");
-    third.rollback().await.unwrap();
-    tx.rollback().await.unwrap();
-
-    // error: NOWAIT, a conflict naming the statement (with its clause) and the server.
-    let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
-        NO_HANG,
-        rows::lock(&mut tx, records("rows_map_policy", 4))
-            .error()
-            .fetch_all(),
-    )
-    .await
-    .expect("NOWAIT does not wait")
-    .unwrap_err();
-    let LockError::Conflict { key, backend } = &e else {
-        panic!("{e}")
-    };
-    assert!(
-        key.contains("FROM rows_map_policy") && key.contains("NOWAIT"),
-        "{key}"
-    );
-    assert!(backend.starts_with(SERVER), "{backend}");
-    tx.rollback().await.unwrap();
-
-    // wait: a timeout after the server's wait.
-    let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
-        NO_HANG,
-        rows::lock(&mut tx, records("rows_map_policy", 1))
-            .wait(WAIT)
-            .fetch_optional(),
-    )
-    .await
-    .expect("the wait ends")
-    .unwrap_err();
-    let LockError::Timeout { waited, .. } = &e else {
-        panic!("{e}")
-    };
-    assert!(
-        *waited >= WAIT.mul_f32(0.9),
-        "waited {waited:?} for {WAIT:?}"
-    );
-    tx.rollback().await.unwrap();
-
-    // Once the holder commits, the wait gets the rows.
-    holder.commit().await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    let got = rows::lock(&mut tx, records("rows_map_policy", 2))
+    let got = rows::lock(&mut tx, records("rows_map_fetch", 2))
         .wait(WAIT)
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(ids_of(&got), vec![1, 2]);
-    let one = rows::lock(&mut tx, records("rows_map_policy", 1))
+    assert_eq!(
+        got,
+        vec![
+            Record {
+                id: 1,
+                processed: 0
+            },
+            Record {
+                id: 2,
+                processed: 0
+            }
+        ]
+    );
+    let one = rows::lock(&mut tx, records("rows_map_fetch", 1))
         .error()
         .fetch_one()
         .await
         .unwrap();
     assert_eq!(one.id, 1);
-    let e = rows::lock(&mut tx, records("rows_map_policy", 0))
+    let none = rows::lock(&mut tx, records("rows_map_fetch", 0))
+        .error()
+        .fetch_optional()
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let e = rows::lock(&mut tx, records("rows_map_fetch", 0))
         .error()
         .fetch_one()
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, LockError::Backend { key: Some(key), .. } if key.contains("rows_map_policy")),
+        matches!(&e, LockError::Backend { key: Some(key), .. } if key.contains("rows_map_fetch")),
         "no row: {e}"
     );
 }

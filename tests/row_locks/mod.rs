@@ -131,48 +131,70 @@ async fn hold(pool: &Pool<Db>, table: &str, upto: i64) -> sqlx::Transaction<'sta
 }
 
 pub async fn skip_leaves_locked_rows_out() {
+    skip_with("rows_skip", ids, |id| *id).await;
+}
+
+/// `skip` leaves held rows out, with `query(table, n)` selecting rows `1..=n` of `table`
+/// (as the other `…_with` checks), `id` reading a row's id.
+pub async fn skip_with<Q: rows::LockQuery<Db>>(
+    table: &str,
+    query: fn(&str, i64) -> Q,
+    id: fn(&Q::Output) -> i64,
+) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_skip", 4).await;
-    let holder = hold(&pool, "rows_skip", 2).await;
+    jobs_table(&pool, table, 4).await;
+    let holder = hold(&pool, table, 2).await;
     let mut tx = pool.begin().await.unwrap();
     let free = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_skip", 4)).skip().fetch_all(),
+        rows::lock(&mut tx, query(table, 4)).skip().fetch_all(),
     )
     .await
     .expect("SKIP LOCKED does not wait")
     .unwrap();
-    assert_eq!(free, vec![3, 4], "rows 1 and 2 are held, so left out");
+    assert_eq!(
+        free.iter().map(id).collect::<Vec<_>>(),
+        vec![3, 4],
+        "rows 1 and 2 are held, so left out"
+    );
     // The locks taken with skip hold too: a third transaction gets nothing.
     let mut third = pool.begin().await.unwrap();
-    let none = rows::lock(&mut third, ids("rows_skip", 4))
+    let none = rows::lock(&mut third, query(table, 4))
         .skip()
         .fetch_all()
         .await
         .unwrap();
-    assert!(none.is_empty(), "{none:?}");
+    assert!(
+        none.is_empty(),
+        "{:?}",
+        none.iter().map(id).collect::<Vec<_>>()
+    );
     drop(holder);
 }
 
 pub async fn error_is_a_conflict_naming_the_statement_and_server() {
+    error_with("rows_error", ids).await;
+}
+
+/// `error` is a `Conflict` naming the statement and the server (see [`skip_with`]).
+pub async fn error_with<Q: rows::LockQuery<Db>>(table: &str, query: fn(&str, i64) -> Q) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_error", 2).await;
-    let _holder = hold(&pool, "rows_error", 1).await;
+    jobs_table(&pool, table, 2).await;
+    let _holder = hold(&pool, table, 1).await;
     let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
+    let Err(e) = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_error", 2))
-            .error()
-            .fetch_all(),
+        rows::lock(&mut tx, query(table, 2)).error().fetch_all(),
     )
     .await
-    .expect("NOWAIT does not wait")
-    .unwrap_err();
+    .expect("NOWAIT does not wait") else {
+        panic!("a held row is a conflict")
+    };
     let LockError::Conflict { key, backend } = &e else {
         panic!("{e}")
     };
     assert!(
-        key.contains("FROM rows_error") && key.contains("NOWAIT"),
+        key.contains(&format!("FROM {table}")) && key.contains("NOWAIT"),
         "{key}"
     );
     assert!(backend.starts_with(SERVER), "{backend}");
@@ -180,19 +202,23 @@ pub async fn error_is_a_conflict_naming_the_statement_and_server() {
 }
 
 pub async fn wait_times_out_after_about_the_wait() {
+    wait_timeout_with("rows_wait_timeout", ids).await;
+}
+
+/// `wait` is a `Timeout` after about the wait (see [`skip_with`]).
+pub async fn wait_timeout_with<Q: rows::LockQuery<Db>>(table: &str, query: fn(&str, i64) -> Q) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_wait_timeout", 1).await;
-    let _holder = hold(&pool, "rows_wait_timeout", 1).await;
+    jobs_table(&pool, table, 1).await;
+    let _holder = hold(&pool, table, 1).await;
     let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
+    let Err(e) = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_wait_timeout", 1))
-            .wait(WAIT)
-            .fetch_all(),
+        rows::lock(&mut tx, query(table, 1)).wait(WAIT).fetch_all(),
     )
     .await
-    .expect("the wait ends")
-    .unwrap_err();
+    .expect("the wait ends") else {
+        panic!("a held row times the wait out")
+    };
     let LockError::Timeout {
         waited, backend, ..
     } = &e
