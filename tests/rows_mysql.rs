@@ -131,3 +131,6 @@ async fn modes_mariadb_lacks_are_unsupported_and_share_locks_share() {
         "{update:?}"
     );
 }
+
+#[cfg(feature = "query-macros")]
+row_locks::mapped::query_macros_test!("?");

@@ -128,3 +128,6 @@ async fn every_mode_and_of_lock_as_postgres_says() {
     );
     assert!(conflict(try_mode(&mut b, Mode::Update, None, row).await));
 }
+
+#[cfg(feature = "query-macros")]
+row_locks::mapped::query_macros_test!("$1");

@@ -25,7 +25,8 @@
 //!   backends at start-up ([`init`] checks the sites of the backend it configures).
 //! - [`LockError`]: every failure, naming the key and the backend, never a password.
 //! - `lockattr::rows` (features `postgres`, `mysql`): row locks inside the caller's sqlx
-//!   transaction (`SKIP LOCKED`, `NOWAIT`, a lock timeout) with the same `on_conflict` policies.
+//!   transaction (`SKIP LOCKED`, `NOWAIT`, a lock timeout) with the same `on_conflict` policies;
+//!   with `query-macros`, also on the output of sqlx's `query!` macros.
 //! - `lockattr::cli` (cargo feature `cli`): the `lockattr` binary for operators, which lists,
 //!   inspects and force-releases held locks through [`Locks::held`], [`Locks::inspect`] and
 //!   [`Locks::force_release`].

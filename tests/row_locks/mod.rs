@@ -12,6 +12,8 @@ use lockattr::LockError;
 use sqlx::{AssertSqlSafe, Pool};
 
 mod job_queue;
+#[cfg(feature = "query-macros")]
+pub mod mapped;
 pub use job_queue::job_queue_processes_each_job_once;
 
 use super::{lock_timeout, set_lock_timeout, sql, url, Db, SERVER, WAIT};
@@ -31,6 +33,22 @@ macro_rules! shared_tests {
             fetch_optional_locks_as_documented,
             job_queue_processes_each_job_once,
         );
+        $crate::row_locks::shared_tests!(
+            @mapped
+            map_skip_error_and_wait_lock_as_the_policy_says,
+            map_queries_a_clause_cannot_follow_are_refused_unsent,
+            map_sets_the_lock_timeout_back,
+            map_decode_errors_name_the_statement,
+        );
+    };
+    (@mapped $($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "query-macros")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::row_locks::mapped::$name().await;
+            }
+        )*
     };
     ($($name:ident),* $(,)?) => {
         $(
@@ -113,48 +131,70 @@ async fn hold(pool: &Pool<Db>, table: &str, upto: i64) -> sqlx::Transaction<'sta
 }
 
 pub async fn skip_leaves_locked_rows_out() {
+    skip_with("rows_skip", ids, |id| *id).await;
+}
+
+/// `skip` leaves held rows out, with `query(table, n)` selecting rows `1..=n` of `table`
+/// (as the other `…_with` checks), `id` reading a row's id.
+pub async fn skip_with<Q: rows::LockQuery<Db>>(
+    table: &str,
+    query: fn(&str, i64) -> Q,
+    id: fn(&Q::Output) -> i64,
+) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_skip", 4).await;
-    let holder = hold(&pool, "rows_skip", 2).await;
+    jobs_table(&pool, table, 4).await;
+    let holder = hold(&pool, table, 2).await;
     let mut tx = pool.begin().await.unwrap();
     let free = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_skip", 4)).skip().fetch_all(),
+        rows::lock(&mut tx, query(table, 4)).skip().fetch_all(),
     )
     .await
     .expect("SKIP LOCKED does not wait")
     .unwrap();
-    assert_eq!(free, vec![3, 4], "rows 1 and 2 are held, so left out");
+    assert_eq!(
+        free.iter().map(id).collect::<Vec<_>>(),
+        vec![3, 4],
+        "rows 1 and 2 are held, so left out"
+    );
     // The locks taken with skip hold too: a third transaction gets nothing.
     let mut third = pool.begin().await.unwrap();
-    let none = rows::lock(&mut third, ids("rows_skip", 4))
+    let none = rows::lock(&mut third, query(table, 4))
         .skip()
         .fetch_all()
         .await
         .unwrap();
-    assert!(none.is_empty(), "{none:?}");
+    assert!(
+        none.is_empty(),
+        "{:?}",
+        none.iter().map(id).collect::<Vec<_>>()
+    );
     drop(holder);
 }
 
 pub async fn error_is_a_conflict_naming_the_statement_and_server() {
+    error_with("rows_error", ids).await;
+}
+
+/// `error` is a `Conflict` naming the statement and the server (see [`skip_with`]).
+pub async fn error_with<Q: rows::LockQuery<Db>>(table: &str, query: fn(&str, i64) -> Q) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_error", 2).await;
-    let _holder = hold(&pool, "rows_error", 1).await;
+    jobs_table(&pool, table, 2).await;
+    let _holder = hold(&pool, table, 1).await;
     let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
+    let Err(e) = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_error", 2))
-            .error()
-            .fetch_all(),
+        rows::lock(&mut tx, query(table, 2)).error().fetch_all(),
     )
     .await
-    .expect("NOWAIT does not wait")
-    .unwrap_err();
+    .expect("NOWAIT does not wait") else {
+        panic!("a held row is a conflict")
+    };
     let LockError::Conflict { key, backend } = &e else {
         panic!("{e}")
     };
     assert!(
-        key.contains("FROM rows_error") && key.contains("NOWAIT"),
+        key.contains(&format!("FROM {table}")) && key.contains("NOWAIT"),
         "{key}"
     );
     assert!(backend.starts_with(SERVER), "{backend}");
@@ -162,19 +202,23 @@ pub async fn error_is_a_conflict_naming_the_statement_and_server() {
 }
 
 pub async fn wait_times_out_after_about_the_wait() {
+    wait_timeout_with("rows_wait_timeout", ids).await;
+}
+
+/// `wait` is a `Timeout` after about the wait (see [`skip_with`]).
+pub async fn wait_timeout_with<Q: rows::LockQuery<Db>>(table: &str, query: fn(&str, i64) -> Q) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_wait_timeout", 1).await;
-    let _holder = hold(&pool, "rows_wait_timeout", 1).await;
+    jobs_table(&pool, table, 1).await;
+    let _holder = hold(&pool, table, 1).await;
     let mut tx = pool.begin().await.unwrap();
-    let e = tokio::time::timeout(
+    let Err(e) = tokio::time::timeout(
         NO_HANG,
-        rows::lock(&mut tx, ids("rows_wait_timeout", 1))
-            .wait(WAIT)
-            .fetch_all(),
+        rows::lock(&mut tx, query(table, 1)).wait(WAIT).fetch_all(),
     )
     .await
-    .expect("the wait ends")
-    .unwrap_err();
+    .expect("the wait ends") else {
+        panic!("a held row times the wait out")
+    };
     let LockError::Timeout {
         waited, backend, ..
     } = &e
@@ -241,17 +285,28 @@ pub async fn commit_and_rollback_release_the_rows() {
 }
 
 pub async fn the_lock_timeout_is_set_back_after_the_call() {
+    lock_timeout_set_back_with("rows_timeout_back", ids, |id| *id).await;
+}
+
+/// The lock timeout set back after a wait that got its rows and after one that timed out,
+/// with `query(table, n)` selecting rows `1..=n` of `table`, `id` reading a row's id.
+pub async fn lock_timeout_set_back_with<Q: rows::LockQuery<Db>>(
+    table: &str,
+    query: fn(&str, i64) -> Q,
+    id: fn(&Q::Output) -> i64,
+) {
     let pool = pool().await;
-    jobs_table(&pool, "rows_timeout_back", 2).await;
+    jobs_table(&pool, table, 2).await;
     let mut tx = pool.begin().await.unwrap();
     set_lock_timeout(&mut tx, 7).await;
     let before = lock_timeout(&mut tx).await;
     // A wait that gets its rows, then (MySQL / MariaDB: in the same transaction) one that times out.
-    let got = rows::lock(&mut tx, ids("rows_timeout_back", 1))
+    let got = rows::lock(&mut tx, query(table, 1))
         .wait(WAIT)
         .fetch_all()
-        .await;
-    assert_eq!(got.unwrap(), vec![1]);
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(id).collect::<Vec<_>>(), vec![1]);
     assert_eq!(
         lock_timeout(&mut tx).await,
         before,
@@ -259,17 +314,17 @@ pub async fn the_lock_timeout_is_set_back_after_the_call() {
     );
     tx.commit().await.unwrap();
 
-    let _holder = hold(&pool, "rows_timeout_back", 2).await;
+    let _holder = hold(&pool, table, 2).await;
     let mut conn = pool.acquire().await.unwrap();
     set_lock_timeout(&mut conn, 7).await;
     let before = lock_timeout(&mut conn).await;
     {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-        let e = rows::lock(&mut tx, ids("rows_timeout_back", 2))
+        let e = rows::lock(&mut tx, query(table, 2))
             .wait(WAIT)
             .fetch_all()
             .await;
-        assert!(matches!(e, Err(LockError::Timeout { .. })), "{e:?}");
+        assert!(matches!(e, Err(LockError::Timeout { .. })), "{:?}", e.err());
         tx.rollback().await.unwrap();
     }
     assert_eq!(
@@ -282,6 +337,22 @@ pub async fn the_lock_timeout_is_set_back_after_the_call() {
 pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
     let pool = pool().await;
     let mut tx = pool.begin().await.unwrap();
+    refused_unsent_with(&mut tx, |text| sqlx::query(AssertSqlSafe(text))).await;
+    let e = rows::lock(&mut tx, ids("rows_missing", 1))
+        .of("jobs; DROP TABLE x")
+        .skip()
+        .fetch_all()
+        .await;
+    assert!(matches!(e, Err(LockError::InvalidOptions { .. })), "{e:?}");
+    // Nothing was sent, so the transaction is still usable.
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+}
+
+/// Queries a clause cannot follow, made with `query(text)`, refused in `tx` unsent.
+pub async fn refused_unsent_with<Q: rows::LockQuery<Db>>(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    query: fn(&'static str) -> Q,
+) {
     // The table does not exist: had a query been sent, the server would have said so.
     for (text, why) in [
         (
@@ -295,11 +366,9 @@ pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
         ("SELECT id FROM rows_missing;", "`;`"),
         ("DELETE FROM rows_missing", "SELECT"),
     ] {
-        let e = rows::lock(&mut tx, sqlx::query(AssertSqlSafe(text)))
-            .skip()
-            .fetch_all()
-            .await
-            .unwrap_err();
+        let Err(e) = rows::lock(tx, query(text)).skip().fetch_all().await else {
+            panic!("{text} was not refused")
+        };
         let LockError::InvalidOptions {
             key,
             backend,
@@ -314,14 +383,6 @@ pub async fn queries_a_clause_cannot_follow_are_refused_unsent() {
             "{e}"
         );
     }
-    let e = rows::lock(&mut tx, ids("rows_missing", 1))
-        .of("jobs; DROP TABLE x")
-        .skip()
-        .fetch_all()
-        .await;
-    assert!(matches!(e, Err(LockError::InvalidOptions { .. })), "{e:?}");
-    // Nothing was sent, so the transaction is still usable.
-    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
 }
 
 pub async fn typed_rows_come_back() {

@@ -42,6 +42,11 @@ pub trait Driver: Database {
 
     /// What a failed statement means under `policy`.
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure;
+
+    /// The connection as an sqlx executor (for the executor a `Map` runs on, which
+    /// delegates `prepare_with` and `describe` to it).
+    #[cfg(feature = "query-macros")]
+    fn executor(conn: &mut Self::Connection) -> impl Executor<'_, Database = Self>;
 }
 
 /// [`Driver::run`] for a database whose connections are sqlx executors (all of them).

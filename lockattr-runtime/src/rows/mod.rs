@@ -50,15 +50,47 @@
 //!
 //! **One clause, always.** The query is the user's own `sqlx::query`, `query_as` or
 //! `query_scalar`, with its binds and typed rows (a tuple, or a `#[derive(sqlx::FromRow)]`
-//! type); lockattr appends the clause, and a policy must be chosen exactly once before
+//! type), and with the feature `query-macros` also the output of the `query!`,
+//! `query_as!` and `query_scalar!` macros (or of `.map` / `.try_map`: sqlx's
+//! `query::Map`), so the SQL stays checked at compile time and the rows come back as the
+//! macro's record: `rows::lock(&mut tx, sqlx::query!("SELECT id FROM jobs WHERE done =
+//! false LIMIT 10")).skip().fetch_all().await?` gives a `Vec` of records with an `id`
+//! field. lockattr appends the clause, and a policy must be chosen exactly once before
 //! anything can be fetched (a builder without one has no `fetch_*`, one with one has no
 //! `skip`/`error`/`wait`). A query the clause cannot be
 //! appended to is refused with [`LockError::InvalidOptions`] before anything is sent: not a
 //! `SELECT`, a top-level `UNION`/`INTERSECT`/`EXCEPT`, a lock clause of its own (`FOR …`,
 //! `LOCK IN SHARE MODE`), a `;`, a top-level `INTO`, and on PostgreSQL `DISTINCT`,
 //! `GROUP BY`, `HAVING`, `WINDOW`. [`sql!`] makes the same check on a literal at compile
-//! time. The `query!` macros' output is not accepted: sqlx keeps its row mapper private, so
-//! its SQL cannot be given a clause; use `query_as` with `#[derive(sqlx::FromRow)]`.
+//! time; a `query!` literal is checked when it is locked, before it is sent (the macros take
+//! only a literal, not `sql!`). A `Map` is run on an executor of lockattr's that takes the
+//! statement the `Map` hands it, checks it and appends the clause as above, runs it under
+//! the policy, and gives the rows back to the `Map`'s own mapper; a row the mapper cannot
+//! decode is a [`LockError::Backend`] naming the statement. The feature turns on sqlx's
+//! `macros` feature (which the macros need anyway): that executor must implement
+//! `Executor::describe`, which sqlx has only with it.
+//!
+#![cfg_attr(
+    all(feature = "query-macros", feature = "postgres"),
+    doc = r#"
+```no_run
+# async fn claim(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+use sqlx::Row;
+let mut tx = pool.begin().await?;
+// The type `query!` expands to, built by hand (`query!` needs the table at compile time).
+let ids: Vec<i64> = lockattr::rows::lock(
+    &mut tx,
+    sqlx::query("SELECT id FROM jobs WHERE done = false LIMIT 10")
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get("id")),
+)
+.skip()
+.fetch_all()
+.await?;
+# Ok(())
+# }
+```
+"#
+)]
 //!
 //! **Modes and servers.** [`Mode::Update`] (`FOR UPDATE`, the default) everywhere;
 //! [`Mode::Share`] (`FOR SHARE`, MariaDB's `LOCK IN SHARE MODE`); [`Mode::NoKeyUpdate`] and
@@ -93,6 +125,8 @@
 
 mod clause;
 mod driver;
+#[cfg(feature = "query-macros")]
+mod mapped;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -111,6 +145,7 @@ use sqlx::{Database, SqlSafeStr, Transaction};
 
 use crate::error::LockError;
 pub use query::LockQuery;
+use query::{Locked, Locking};
 pub use scan::{check_literal, Refusal};
 use server::{Failure, Policy};
 
@@ -257,8 +292,39 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
             of,
             policy: WithPolicy(policy),
         } = self;
-        let conn: &mut DB::Connection = tx;
-        let parts = query.into_parts();
+        let locking = Locking {
+            conn: &mut **tx,
+            mode,
+            of,
+            policy,
+        };
+        let Locked { rows, key, backend } = query.fetch(locking, all).await?;
+        if one && rows.is_empty() {
+            return Err(LockError::backend(
+                &backend,
+                Some(&key),
+                sqlx::Error::RowNotFound,
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+impl<DB: RowDatabase> Locking<'_, DB> {
+    /// Checks the query, appends the clause and runs it under the policy: every row (`all`) or
+    /// at most one. `parts` is the query taken apart, or why it could not be.
+    async fn rows(
+        &mut self,
+        parts: Result<query::Parts<DB>, String>,
+        all: bool,
+    ) -> Result<Locked<DB::Row>, LockError> {
+        let Locking {
+            conn,
+            mode,
+            of,
+            policy,
+        } = self;
+        let (conn, mode, policy) = (&mut **conn, *mode, *policy);
         let server = DB::detect(conn)
             .await
             .map_err(|e| LockError::backend(DB::KIND, None, e))?;
@@ -282,7 +348,7 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
                 "the wait is zero: use `error()` for NOWAIT",
             ));
         }
-        let lock_clause = clause::lock_clause(&server, mode, &of, &policy).map_err(|what| {
+        let lock_clause = clause::lock_clause(&server, mode, of, &policy).map_err(|what| {
             LockError::Unsupported {
                 key: label.clone(),
                 backend: backend.clone(),
@@ -328,12 +394,23 @@ impl<'t, 'c, DB: RowDatabase, Q: LockQuery<DB>> RowLock<'t, 'c, DB, Q, WithPolic
             Failure::Other => failed(e),
         })?;
         tracing::debug!(key = %key, backend = %backend, rows = rows.len(), "rows locked");
-        if one && rows.is_empty() {
-            return Err(failed(sqlx::Error::RowNotFound));
-        }
-        rows.into_iter()
-            .map(|row| Q::decode(row).map_err(failed))
-            .collect()
+        Ok(Locked { rows, key, backend })
+    }
+}
+
+impl<O> Locked<O> {
+    /// Each row decoded; a row that does not decode is a [`LockError::Backend`].
+    fn decode<P>(
+        self,
+        decode: impl FnMut(O) -> Result<P, sqlx::Error>,
+    ) -> Result<Locked<P>, LockError> {
+        let Locked { rows, key, backend } = self;
+        let rows = rows
+            .into_iter()
+            .map(decode)
+            .collect::<Result<_, _>>()
+            .map_err(|e| LockError::backend(&backend, Some(&key), e))?;
+        Ok(Locked { rows, key, backend })
     }
 }
 

@@ -56,6 +56,11 @@ impl Driver for MySql {
         driver::run::<MySql>(conn, query, all)
     }
 
+    #[cfg(feature = "query-macros")]
+    fn executor(conn: &mut Self::Connection) -> impl sqlx::Executor<'_, Database = Self> {
+        conn
+    }
+
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure {
         driver::server_error::<MySqlDatabaseError>(error)
             .map_or(Failure::Other, |e| mysql_failure(e.number(), policy))

@@ -70,6 +70,11 @@ impl Driver for Postgres {
         driver::run::<Postgres>(conn, query, all)
     }
 
+    #[cfg(feature = "query-macros")]
+    fn executor(conn: &mut Self::Connection) -> impl sqlx::Executor<'_, Database = Self> {
+        conn
+    }
+
     fn failure(error: &sqlx::Error, policy: &Policy) -> Failure {
         driver::server_error::<PgDatabaseError>(error)
             .map_or(Failure::Other, |e| postgres_failure(e.code(), policy))

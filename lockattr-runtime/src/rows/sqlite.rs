@@ -57,6 +57,11 @@ impl Driver for Sqlite {
         driver::run::<Sqlite>(conn, query, all)
     }
 
+    #[cfg(feature = "query-macros")]
+    fn executor(conn: &mut Self::Connection) -> impl sqlx::Executor<'_, Database = Self> {
+        conn
+    }
+
     fn failure(_error: &sqlx::Error, _policy: &Policy) -> Failure {
         Failure::Other
     }
