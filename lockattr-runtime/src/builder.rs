@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::LockError;
 use crate::guard::LockGuard;
 use crate::handle::Locks;
-use crate::lease::Hold;
+use crate::lease::HoldRequest;
 use crate::schedule::Schedule;
 
 /// The type state of a [`LockBuilder`] whose ttl is not set yet: it cannot take the lock.
@@ -99,16 +99,12 @@ impl LockBuilder<NoTtl> {
 
 impl LockBuilder<Duration> {
     /// The handle once the options are checked, and how long the key stays taken.
-    async fn checked(&self) -> Result<(&Locks, Hold), LockError> {
+    async fn checked(&self) -> Result<(&Locks, HoldRequest), LockError> {
         let locks = self.locks.as_ref().map_err(Clone::clone)?;
         locks.check(&self.key, self.ttl, self.min_hold, false)?;
-        let hold = match self.schedule {
-            Some(schedule) => {
-                locks.check_schedule(&self.key, schedule, self.min_hold, true)?;
-                locks.period_hold(&self.key, schedule).await?
-            }
-            None => Hold::For(self.min_hold),
-        };
+        let hold = locks
+            .hold(&self.key, self.min_hold, self.schedule, true)
+            .await?;
         Ok((locks, hold))
     }
 

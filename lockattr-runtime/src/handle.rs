@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Acquire, AttemptClock, Backend, Capability};
 use crate::builder::{LockBuilder, NoTtl};
 use crate::error::LockError;
-use crate::lease::{Hold, Lease, LeaseRequest};
+use crate::lease::{HoldRequest, Lease, LeaseRequest};
 use crate::schedule::{Schedule, ServerClock};
 use crate::token::OwnerToken;
 use crate::url::BackendUrl;
@@ -208,7 +208,12 @@ impl Locks {
                 format!("min_hold ({min_hold:?}) must be shorter than the ttl ({ttl:?})"),
             ));
         }
-        match self.unsupported(min_hold, renew, false).next() {
+        self.refuse_unsupported(key, self.unsupported(min_hold, renew, false).next())
+    }
+
+    /// [`LockError::Unsupported`] for the option `what`, if any.
+    fn refuse_unsupported(&self, key: &str, what: Option<&'static str>) -> Result<(), LockError> {
+        match what {
             Some(what) => Err(LockError::Unsupported {
                 key: key.to_owned(),
                 backend: self.handle.name.clone(),
@@ -243,7 +248,7 @@ impl Locks {
     }
 
     /// Checks a schedule against the other options of its request and the backend.
-    pub(crate) fn check_schedule(
+    fn check_schedule(
         &self,
         key: &str,
         schedule: Schedule,
@@ -263,32 +268,34 @@ impl Locks {
             "`every` already keeps the key taken until the end of the period: drop `min_hold`"
                 .to_owned()
         } else {
-            return match self.unsupported(Duration::ZERO, false, true).next() {
-                Some(what) => Err(LockError::Unsupported {
-                    key: key.to_owned(),
-                    backend: self.handle.name.clone(),
-                    what: what.into(),
-                }),
-                None => Ok(()),
-            };
+            return self
+                .refuse_unsupported(key, self.unsupported(Duration::ZERO, false, true).next());
         };
         Err(self.invalid_options(key, reason))
     }
 
-    /// The hold of a call under `schedule`: the call is placed in its period when its
-    /// lock is granted, by the backend's clock (read here at most once a minute).
-    pub(crate) async fn period_hold(
+    /// What a request asks to keep after an early release: `min_hold`, or with a
+    /// `schedule` (checked here against the other options, `skips` saying whether the
+    /// policy is `"skip"`) the end of the period the call is placed in when its lock is
+    /// granted, by the backend's clock (read here at most once a minute).
+    pub(crate) async fn hold(
         &self,
         key: &str,
-        schedule: Schedule,
-    ) -> Result<Hold, LockError> {
+        min_hold: Duration,
+        schedule: Option<Schedule>,
+        skips: bool,
+    ) -> Result<HoldRequest, LockError> {
+        let Some(schedule) = schedule else {
+            return Ok(HoldRequest::For(min_hold));
+        };
+        self.check_schedule(key, schedule, min_hold, skips)?;
         let anchor = self
             .handle
             .clock
             .anchor(self.backend())
             .await
             .map_err(|e| self.backend_error(key, format!("reading the backend's clock: {e}")))?;
-        Ok(Hold::Period { schedule, anchor })
+        Ok(HoldRequest::Period { schedule, anchor })
     }
 
     /// Takes `key` once, or waits for it until `wait` has passed. `Ok(None)`: still taken.
@@ -296,23 +303,17 @@ impl Locks {
         &self,
         key: &str,
         ttl: Duration,
-        hold: Hold,
+        hold: HoldRequest,
         wait: Option<Duration>,
     ) -> Result<Option<Lease>, LockError> {
         let owner = OwnerToken::random().map_err(|e| {
             self.backend_error(key, format!("no random owner token from the OS: {e}"))
         })?;
-        let mut request = LeaseRequest {
-            key: key.to_owned(),
-            stored_key: self.stored_key(key)?.into_owned(),
-            owner,
-            ttl,
-            hold,
-        };
+        let stored_key = self.stored_key(key)?.into_owned();
         let attempt = AttemptClock::default();
         let req = Acquire {
-            key: &request.stored_key,
-            owner: &request.owner,
+            key: &stored_key,
+            owner: &owner,
             ttl,
             attempt: &attempt,
         };
@@ -328,22 +329,19 @@ impl Locks {
         let Some(granted) = granted else {
             return Ok(None);
         };
-        if let Hold::Period { schedule, anchor } = request.hold {
-            // Placed now that it is granted: a call that waited, or whose answer was slow,
-            // runs for the period it got the key in, and holds that one.
-            let now = anchor.now().map_err(|e| self.backend_error(key, e))?;
-            let (period, left) = schedule.place(now);
-            request.hold = Hold::Until {
-                end: Instant::now() + left,
-                period: u64::try_from(period).unwrap_or(u64::MAX),
-            };
-        }
+        let request = LeaseRequest {
+            key: key.to_owned(),
+            stored_key,
+            owner,
+            ttl,
+            hold: hold.granted_now().map_err(|e| self.backend_error(key, e))?,
+        };
         let lease = Lease::new(self.clone(), request, granted, started);
         if !lease.is_held() {
             // The answer came after the lease's local deadline: the server may already have
             // let another caller in. Its token is never handed out; the lease is given back
             // at once, without a hold (nothing ran).
-            Lease::discard_detached(Arc::new(lease));
+            Lease::give_back_detached(Arc::new(lease), Duration::ZERO, "the late grant");
             return Err(self.backend_error(
                 key,
                 format!(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::wait::spawn_detached;
-use crate::backend::{BoxFuture, Capability, Granted};
+use crate::backend::{BackendResult, BoxFuture, Capability, Granted};
 use crate::error::LockError;
 use crate::handle::{Locks, MIN_TTL};
 use crate::schedule::{Anchor, Schedule};
@@ -28,18 +28,42 @@ pub(crate) struct LeaseRequest {
     pub hold: Hold,
 }
 
-/// How long a key stays taken after an early release.
+/// What a request asks to keep after an early release, before its grant.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Hold {
-    /// `min_hold`: this long after acquisition (zero: not at all).
+pub(crate) enum HoldRequest {
+    /// `min_hold` (zero: nothing).
     For(Duration),
-    /// `every`, before the grant: placed in its period when the grant arrives, by `anchor`.
+    /// `every`: placed in its period when the grant arrives, by `anchor`.
     Period {
         /// The schedule.
         schedule: Schedule,
         /// What the time is told by.
         anchor: Anchor,
     },
+}
+
+impl HoldRequest {
+    /// The hold of a lease granted now: a call that waited, or whose answer was slow,
+    /// runs for the period it got the key in, and holds that one.
+    pub(crate) fn granted_now(self) -> BackendResult<Hold> {
+        Ok(match self {
+            HoldRequest::For(min_hold) => Hold::For(min_hold),
+            HoldRequest::Period { schedule, anchor } => {
+                let (period, left) = schedule.place(anchor.now()?);
+                Hold::Until {
+                    end: Instant::now() + left,
+                    period: u64::try_from(period).unwrap_or(u64::MAX),
+                }
+            }
+        })
+    }
+}
+
+/// How long a granted lease's key stays taken after an early release.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Hold {
+    /// `min_hold`: this long after acquisition (zero: not at all).
+    For(Duration),
     /// `every`: until `end`, the end of the window of the period numbered `period`.
     Until {
         /// When the period's window ends.
@@ -109,7 +133,7 @@ impl Lease {
     pub(crate) fn period(&self) -> Option<u64> {
         match self.request.hold {
             Hold::Until { period, .. } => Some(period),
-            Hold::For(_) | Hold::Period { .. } => None,
+            Hold::For(_) => None,
         }
     }
 
@@ -168,8 +192,6 @@ impl Lease {
         match self.request.hold {
             Hold::For(min_hold) => min_hold.saturating_sub(self.acquired_at.elapsed()),
             Hold::Until { end, .. } => end.saturating_duration_since(Instant::now()),
-            // Placed when the lease is made (`Locks::acquire`): never seen here.
-            Hold::Period { .. } => Duration::ZERO,
         }
     }
 
@@ -201,18 +223,7 @@ impl Lease {
                 e => e,
             })?;
         if !slack.is_zero() {
-            let what = format_args!(
-                "the end of the hold of lock `{}` (backend {})",
-                self.key(),
-                self.backend_name()
-            );
-            let lease = self.clone();
-            spawn_detached(what, async move {
-                tokio::time::sleep(keep_for).await;
-                if let Err(e) = lease.give_back(Duration::ZERO).await {
-                    tracing::debug!(key = lease.key(), backend = lease.backend_name(), error = %e, "ending a hold failed; the key frees itself at its expiry");
-                }
-            });
+            Lease::give_back_detached(self.clone(), keep_for, "the end of the hold");
         }
         Ok(())
     }
@@ -240,8 +251,7 @@ impl Lease {
     }
 
     /// Releases `lease` in the background on the current runtime, never blocking: what a
-    /// dropped guard, or a grant that came too late, leaves behind. Should it fail, the
-    /// lease runs out at its ttl.
+    /// dropped guard leaves behind. Should it fail, the lease runs out at its ttl.
     pub(crate) fn release_detached(lease: Arc<Lease>) {
         let what = format_args!(
             "the guard of lock `{}` (backend {})",
@@ -267,19 +277,22 @@ impl Lease {
         });
     }
 
-    /// Gives `lease` back at once in the background, without any hold: a grant that came
-    /// too late, under which nothing ran.
-    pub(crate) fn discard_detached(lease: Arc<Lease>) {
-        let what = format_args!(
-            "the late grant of lock `{}` (backend {})",
+    /// Gives `lease` back in the background `after` from now, without any hold: at the end
+    /// of a hold the backend would end late, or at once for a grant that came too late
+    /// (nothing ran under it). Should it fail, the key frees itself at its expiry.
+    pub(crate) fn give_back_detached(lease: Arc<Lease>, after: Duration, what: &str) {
+        let task = format_args!(
+            "{what} of lock `{}` (backend {})",
             lease.key(),
             lease.backend_name()
         );
         let background = lease.clone();
-        spawn_detached(what, async move {
+        let what = what.to_owned();
+        spawn_detached(task, async move {
             let lease = background;
+            tokio::time::sleep(after).await;
             if let Err(e) = lease.give_back(Duration::ZERO).await {
-                tracing::debug!(key = lease.key(), backend = lease.backend_name(), error = %e, "giving back a late grant failed; it frees itself at its ttl");
+                tracing::debug!(key = lease.key(), backend = lease.backend_name(), task = %what, error = %e, "giving the key back failed; it frees itself at its expiry");
             }
         });
     }

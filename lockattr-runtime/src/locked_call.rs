@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::error::LockError;
 use crate::guard::{LockGuard, CURRENT};
 use crate::handle::Locks;
-use crate::lease::Hold;
+use crate::lease::HoldRequest;
 use crate::metrics::{self, Count};
 use crate::outcome::{Fallible, Skippable};
 use crate::registry::configured;
@@ -239,26 +239,16 @@ async fn run<F: Future>(
         key: &key,
         backend,
     };
-    if let Err(e) = locks.check(&key, spec.ttl, spec.min_hold, spec.renew) {
-        return failed(call, e);
-    }
-    let keep = match spec.schedule {
-        None => Hold::For(spec.min_hold),
-        Some(schedule) => {
-            let hold = match locks.check_schedule(
-                &key,
-                schedule,
-                spec.min_hold,
-                spec.policy == Policy::Skip,
-            ) {
-                Ok(()) => locks.period_hold(&key, schedule).await,
-                Err(e) => Err(e),
-            };
-            match hold {
-                Ok(hold) => hold,
-                Err(e) => return failed(call, e),
-            }
+    let checked = match locks.check(&key, spec.ttl, spec.min_hold, spec.renew) {
+        Ok(()) => {
+            let skips = spec.policy == Policy::Skip;
+            locks.hold(&key, spec.min_hold, spec.schedule, skips).await
         }
+        Err(e) => Err(e),
+    };
+    let keep = match checked {
+        Ok(keep) => keep,
+        Err(e) => return failed(call, e),
     };
     let guard = match take(&locks, &call, keep).await {
         Ok(Some(guard)) => guard,
@@ -271,7 +261,11 @@ async fn run<F: Future>(
 
 /// Takes the lock as the policy says: `Ok(None)` means skip. Logs every outcome but the
 /// acquisition.
-async fn take(locks: &Locks, call: &Call<'_>, hold: Hold) -> Result<Option<LockGuard>, LockError> {
+async fn take(
+    locks: &Locks,
+    call: &Call<'_>,
+    hold: HoldRequest,
+) -> Result<Option<LockGuard>, LockError> {
     let (spec, key, backend) = (call.site, call.key, call.backend);
     let ttl = spec.ttl;
     let acquire = |wait| async move {
