@@ -8,7 +8,7 @@
 //! `memcached` binary fails the test (`scripts/services.sh memcached` installs it).
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use lockattr::{distributed_lock, LockError, Locks};
@@ -74,27 +74,24 @@ impl Server {
     /// (Re)starts the process and waits until it answers `version`.
     fn restart(&mut self) {
         self.kill();
-        let child = Command::new("memcached")
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("memcached must be installed (scripts/services.sh memcached installs it)");
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
+        let port = self.port;
+        let answers_version = || {
             use std::io::{Read, Write};
-            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut buf = [0u8; 7];
-                if conn.write_all(b"version\r\n").is_ok()
-                    && conn.read_exact(&mut buf).is_ok()
-                    && &buf == b"VERSION"
-                {
-                    return;
-                }
-            }
-            assert!(Instant::now() < end, "memcached did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            let mut buf = [0u8; 7];
+            conn.write_all(b"version\r\n").is_ok()
+                && conn.read_exact(&mut buf).is_ok()
+                && &buf == b"VERSION"
+        };
+        self.child = Some(lockattr_tests::start_server(
+            "memcached",
+            &self.args,
+            "scripts/services.sh memcached installs it",
+            Duration::from_millis(20),
+            answers_version,
+        ));
     }
 
     fn signal(&self, signal: &str) {

@@ -7,7 +7,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -96,26 +96,23 @@ impl Server {
     /// (Re)starts the process and waits until it answers `PING`.
     fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services.sh redis installs it)");
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
+        let probe = &self.probe;
+        let answers_ping = || {
             let mut cli = Command::new("redis-cli");
-            cli.args(["-h", "127.0.0.1", "-p", &self.probe.0.to_string()]);
-            if let Some(ca) = &self.probe.1 {
+            cli.args(["-h", "127.0.0.1", "-p", &probe.0.to_string()]);
+            if let Some(ca) = &probe.1 {
                 cli.args(["--tls", "--cacert", ca]);
             }
             let out = cli.arg("ping").output().expect("redis-cli runs");
-            if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
-                return;
-            }
-            assert!(Instant::now() < end, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+        };
+        self.child = Some(lockattr_tests::start_server(
+            "redis-server",
+            &self.args,
+            "scripts/services.sh redis installs it",
+            Duration::from_millis(50),
+            answers_ping,
+        ));
     }
 
     /// `redis-cli` with `args` against this server (without TLS); its answer.

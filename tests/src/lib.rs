@@ -52,6 +52,28 @@ pub fn memcached_url() -> String {
     from_env(MEMCACHED_URL_ENV, "memcached://127.0.0.1:11211")
 }
 
+/// Starts the server `program` with `args` (its output discarded), and waits up to 10 s,
+/// polling every `poll`, until `ready` says it answers. `hint` says how to install it.
+pub fn start_server(
+    program: &str,
+    args: &[String],
+    hint: &str,
+    poll: std::time::Duration,
+    mut ready: impl FnMut() -> bool,
+) -> std::process::Child {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed ({hint}): {e}"));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(std::time::Instant::now() < end, "{program} did not come up");
+        std::thread::sleep(poll);
+    }
+    child
+}
+
 /// Sends `signal` (`-STOP`, `-CONT`, …) to a server process the test started.
 pub fn signal(child: &std::process::Child, signal: &str) {
     let pid = child.id().to_string();
